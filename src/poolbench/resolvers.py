@@ -1,0 +1,38 @@
+"""OmegaConf resolvers used by ``conf/``; registered when ``poolbench`` is imported. Kept import-light."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from urllib.parse import urlparse
+
+from omegaconf import OmegaConf
+
+
+def wandb_mode() -> str:
+    """``online`` when the user has a W&B key, ``offline`` otherwise; an explicit ``WANDB_MODE`` wins.
+
+    ``wandb.init`` raises when there is neither a key nor a mode: poolbench never does.
+    """
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        if netrc.netrc().authenticators(host):  # where `wandb login` stores the key
+            return "online"
+    except (OSError, netrc.NetrcParseError):
+        pass
+    return "offline"
+
+
+def minilm_path() -> str:
+    from poolbench.encoder import packaged_minilm_path
+
+    return packaged_minilm_path()
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("wandb_mode", wandb_mode, replace=True)
+    OmegaConf.register_new_resolver("minilm_path", minilm_path, use_cache=True, replace=True)

@@ -1,0 +1,181 @@
+"""One job: build everything from the config, fit, test the best checkpoint, record the run."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from poolbench import record
+
+log = logging.getLogger(__name__)
+
+GROUPS = ("data", "encoder", "pooling", "model", "trainer", "logger")
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Run one job; return ``cfg.optimized_metric`` for sweepers. Always writes ``results.json``."""
+    hydra_cfg = HydraConfig.get()
+    output_dir = Path(hydra_cfg.runtime.output_dir)
+    choices = {g: hydra_cfg.runtime.choices.get(g) for g in GROUPS}
+    overrides = hydra_cfg.job.override_dirname
+    group = _sweep_group(hydra_cfg)
+    started = time.time()
+    results: dict = {
+        "status": "running",
+        "choices": choices,
+        "overrides": overrides,
+        "group": group,
+        "output_dir": str(output_dir),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "versions": record.package_versions(),
+        "git": record.git_state(hydra_cfg.runtime.cwd),
+    }
+    record.atomic_write_json(output_dir / "results.json", results)
+    loggers = []
+    try:
+        pl.seed_everything(cfg.seed, workers=True)
+        tokenizer = instantiate(cfg.encoder.tokenizer)
+        datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        encoder = instantiate(cfg.encoder.model)
+        if not cfg.encoder.pretrained:
+            log.warning("encoder=%s is randomly initialised, NOT pretrained: for smoke tests only", choices["encoder"])
+        model = instantiate(cfg.model)(
+            encoder=encoder,
+            pooling=instantiate(cfg.pooling),
+            num_labels=datamodule.num_labels,
+            label_names=datamodule.label_names,
+            encoder_name=str(choices["encoder"]),
+        )
+        results["pooler_weights"] = getattr(model.pooling, "source", None)
+        loggers = [
+            _build_logger(c, name=overrides or None, group=group) for c in (cfg.get("logger") or {}).values()
+        ]
+        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+        trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+        for lg in loggers:
+            lg.log_hyperparams(_logged_config(cfg, choices))
+
+        t0 = time.time()
+        trainer.fit(model, datamodule=datamodule)
+        fit_seconds = time.time() - t0
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        val_metrics = _floats(trainer.callback_metrics)
+        t0 = time.time()
+        # test on the checkpoint with the best val/f1_macro (the last weights when none was saved)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        test_seconds = time.time() - t0
+        metrics = {**{k: v for k, v in val_metrics.items() if not k.startswith("test/")},
+                   **_floats(trainer.callback_metrics)}  # fmt: skip
+        if best:
+            metrics["val/f1_macro_best"] = float(trainer.checkpoint_callback.best_model_score)
+        _write_predictions(output_dir / "test_predictions.jsonl", model, datamodule)
+        confusion = model.test_confusion_matrix.tolist()
+        results.update(
+            status="finished",
+            metrics=metrics,
+            confusion_matrix={"labels": datamodule.label_names, "rows_true_cols_pred": confusion},
+            best_checkpoint=best or None,
+            timings={"fit_seconds": fit_seconds, "test_seconds": test_seconds},
+            num_examples={s: len(datamodule.splits[s]) for s in datamodule.splits},
+            epochs=trainer.current_epoch,
+            global_step=trainer.global_step,
+        )
+        _log_confusion(loggers, model, datamodule)
+        log.info(
+            "test/acc=%.4f test/f1_macro=%.4f (%s)",
+            metrics.get("test/acc", float("nan")),
+            metrics.get("test/f1_macro", float("nan")),
+            overrides or "defaults",
+        )
+        print(
+            f"[poolbench] {overrides or 'defaults'}: test/acc={metrics.get('test/acc', float('nan')):.4f} "
+            f"test/f1_macro={metrics.get('test/f1_macro', float('nan')):.4f}  -> {output_dir}"
+        )
+        return metrics.get(cfg.optimized_metric)
+    except BaseException as err:
+        results.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        raise
+    finally:
+        results["timings"] = {**results.get("timings", {}), "total_seconds": time.time() - started}
+        record.atomic_write_json(output_dir / "results.json", results)
+        _finish_wandb(results["status"] == "finished")
+
+
+def _sweep_group(hydra_cfg) -> str | None:
+    """All jobs of one multirun share a W&B group: the sweep folder, e.g. ``multirun/2026-11-25/12-00-00``."""
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return str(hydra_cfg.sweep.dir)
+    return None
+
+
+def _build_logger(cfg: DictConfig, name: str | None, group: str | None):
+    target = cfg.get("_target_", "")
+    if target.endswith("WandbLogger"):
+        return instantiate(cfg, name=name, group=group)
+    return instantiate(cfg)
+
+
+def _logged_config(cfg: DictConfig, choices: dict) -> dict:
+    """The resolved config, with each group's choice as ``<group>.name`` (W&B filters/groups on it)."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for group, choice in choices.items():
+        if isinstance(config.get(group), dict):
+            config[group] = {"name": choice, **config[group]}
+    return config
+
+
+def _floats(metrics) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def _write_predictions(path: Path, model, datamodule) -> None:
+    import json
+
+    texts = datamodule.raw["test"].texts
+    names = datamodule.label_names
+    lines = []
+    for row in sorted(model.test_predictions, key=lambda r: r["idx"]):
+        lines.append(
+            json.dumps({**row, "label_name": names[row["label"]], "pred_name": names[row["pred"]],
+                        "text": texts[row["idx"]]})  # fmt: skip
+        )
+    record.atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _log_confusion(loggers, model, datamodule) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    for lg in loggers:
+        if isinstance(lg, WandbLogger):
+            import wandb
+
+            rows = model.test_predictions
+            lg.experiment.log(
+                {
+                    "test/confusion_matrix": wandb.plot.confusion_matrix(
+                        y_true=[r["label"] for r in rows],
+                        preds=[r["pred"] for r in rows],
+                        class_names=datamodule.label_names,
+                    )
+                }
+            )
+
+
+def _finish_wandb(ok: bool) -> None:
+    """Close this job's W&B run (marked failed if the job failed), so the next job of a sweep gets its own."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish(exit_code=0 if ok else 1)
