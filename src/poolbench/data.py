@@ -36,12 +36,28 @@ class RawSplit:
     origin: str  # file path or source name, for error messages
     text_column: str = "text"
     label_column: str = "label"
-    # maps a position in this split to a human row reference (e.g. "row 3 (line 4)")
+    # for error messages: ``rows[i]`` is example i's 0-based row in its file (None: i itself), and
+    # ``row_offset`` the lines before the first row (a CSV header), so that "row 3 (line 4)" can be said
+    rows: list[int] | None = None
     row_offset: int = 0
     extra: dict[str, list] = field(default_factory=dict)
 
     def where(self, i: int) -> str:
-        return f"row {i + 1}" + (f" (line {i + 1 + self.row_offset})" if self.row_offset else "")
+        row = self.rows[i] if self.rows is not None else i
+        return f"row {row + 1}" + (f" (line {row + 1 + self.row_offset})" if self.row_offset else "")
+
+    def subset(self, indices, origin: str) -> RawSplit:
+        """The examples at ``indices``, still reported by their rows in the original file."""
+        return RawSplit(
+            texts=[self.texts[i] for i in indices],
+            labels=[self.labels[i] for i in indices],
+            origin=origin,
+            text_column=self.text_column,
+            label_column=self.label_column,
+            rows=[self.rows[i] if self.rows is not None else int(i) for i in indices],
+            row_offset=self.row_offset,
+            extra={k: [v[i] for i in indices] for k, v in self.extra.items()},
+        )
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -105,9 +121,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         for split in raw.values():
             for i, text in enumerate(split.texts):
                 if not isinstance(text, str) or not text.strip():
-                    raise DataError(
-                        f"{split.origin}: {split.where(i)}: empty text in column {split.text_column!r}"
-                    )
+                    raise DataError(f"{split.origin}: {split.where(i)}: empty text in column {split.text_column!r}")
 
     def _map_labels(self, raw: dict[str, RawSplit]) -> dict[str, list[int]]:
         """Raw labels -> ids, with every inconsistency reported by file, column and row."""
@@ -122,8 +136,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         if self.label_names is not None:
             if n_expected is not None and n_expected != len(self.label_names):
                 raise DataError(
-                    f"num_labels={n_expected} disagrees with the {len(self.label_names)} label names "
-                    f"{self.label_names}"
+                    f"num_labels={n_expected} disagrees with the {len(self.label_names)} label names {self.label_names}"
                 )
             n_expected = len(self.label_names)
         mapped: dict[str, list[int]] = {}
@@ -230,7 +243,11 @@ def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> d
     order = np.random.default_rng(seed).permutation(n)
     n_train = int(round(fractions[0] * n))
     n_val = int(round(fractions[1] * n))
-    return {"train": order[:n_train], "val": order[n_train : n_train + n_val], "test": order[n_train + n_val :]}
+    return {
+        "train": order[:n_train],
+        "val": order[n_train : n_train + n_val],
+        "test": order[n_train + n_val :],
+    }
 
 
 def normalise_text(text: str) -> str:
@@ -296,16 +313,14 @@ class Hutto4DataModule(TextClassificationDataModule):
                 continue
             seen.add(key)
             kept.append((row, self.label_names[y]))
+        whole = RawSplit(
+            texts=[row["text"] for row, _ in kept],
+            labels=[label for _, label in kept],
+            origin="hutto4",
+            extra={"source": [row["source"] for row, _ in kept]},
+        )
         parts = split_indices(len(kept), self.fractions, self.split_seed)
-        return {
-            name: RawSplit(
-                texts=[kept[i][0]["text"] for i in idx],
-                labels=[kept[i][1] for i in idx],
-                origin=f"hutto4 ({name})",
-                extra={"source": [kept[i][0]["source"] for i in idx]},
-            )
-            for name, idx in parts.items()
-        }
+        return {name: whole.subset(idx, f"hutto4 ({name})") for name, idx in parts.items()}
 
 
 class FilesDataModule(TextClassificationDataModule):
@@ -358,13 +373,7 @@ class FilesDataModule(TextClassificationDataModule):
             else:
                 keep[missing[0]] = np.concatenate([parts["val"], parts["test"]])
             for name, idx in keep.items():
-                raw[name] = RawSplit(
-                    texts=[whole.texts[i] for i in idx],
-                    labels=[whole.labels[i] for i in idx],
-                    origin=f"{whole.origin} ({name} part)",
-                    text_column=whole.text_column,
-                    label_column=whole.label_column,
-                )
+                raw[name] = whole.subset(idx, f"{whole.origin} ({name} part)")
         return raw
 
     def _read(self, path: str) -> RawSplit:
@@ -471,8 +480,6 @@ class HubDataModule(TextClassificationDataModule):
             whole = raw["train"]
             idx = split_indices(len(whole.texts), (0.9, 0.05, 0.05), self.split_seed)
             val_idx = np.concatenate([idx["val"], idx["test"]])
-            raw["train"], raw["val"] = (
-                RawSplit([whole.texts[i] for i in ids], [whole.labels[i] for i in ids], f"{whole.origin} ({s})")
-                for s, ids in (("train", idx["train"]), ("val", val_idx))
-            )
+            raw["train"] = whole.subset(idx["train"], f"{whole.origin} (train part)")
+            raw["val"] = whole.subset(val_idx, f"{whole.origin} (val part)")
         return raw

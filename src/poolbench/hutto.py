@@ -59,7 +59,18 @@ def _check(name: str, data: bytes, expected: str) -> None:
 
 def _download_sdist(dest: Path) -> Path:
     """``pip download`` the source archive (no install, no dependencies) into ``dest``."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SDIST, "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        SDIST,
+        "-d",
+        str(dest),
+    ]
     log.info("fetching the Hutto ICWSM-2014 data from the package registry: %s", " ".join(cmd[1:]))
     done = subprocess.run(cmd, capture_output=True, text=True)
     path = dest / SDIST_FILE

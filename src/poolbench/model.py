@@ -150,7 +150,7 @@ class PoolingClassifier(pl.LightningModule):
         from transformers import get_linear_schedule_with_warmup
 
         decay, no_decay = [], []
-        for name, p in self.named_parameters():
+        for p in self.parameters():
             if not p.requires_grad:
                 continue
             # biases, LayerNorm weights (and other 1-d parameters) are not decayed, as in BERT's recipe

@@ -23,9 +23,9 @@ GROUPS = ("data", "encoder", "pooling", "model", "trainer", "logger")
 def run(cfg: DictConfig) -> float | None:
     """Run one job; return ``cfg.optimized_metric`` for sweepers. Always writes ``results.json``."""
     hydra_cfg = HydraConfig.get()
-    output_dir = Path(hydra_cfg.runtime.output_dir)
+    output_dir = Path(cfg.paths.output_dir)
     choices = {g: hydra_cfg.runtime.choices.get(g) for g in GROUPS}
-    overrides = hydra_cfg.job.override_dirname
+    overrides = _run_name(hydra_cfg)
     group = _sweep_group(hydra_cfg)
     started = time.time()
     results: dict = {
@@ -57,9 +57,7 @@ def run(cfg: DictConfig) -> float | None:
             encoder_name=str(choices["encoder"]),
         )
         results["pooler_weights"] = getattr(model.pooling, "source", None)
-        loggers = [
-            _build_logger(c, name=overrides or None, group=group) for c in (cfg.get("logger") or {}).values()
-        ]
+        loggers = [_build_logger(c, name=overrides or None, group=group) for c in (cfg.get("logger") or {}).values()]
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         for lg in loggers:
@@ -111,6 +109,27 @@ def run(cfg: DictConfig) -> float | None:
         _finish_wandb(results["status"] == "finished")
 
 
+def _run_name(hydra_cfg) -> str:
+    """The job's overrides, e.g. ``pooling=cls,seed=1``; in a multirun only the keys the sweep varies."""
+    task = list(hydra_cfg.overrides.task)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        swept = _swept_keys(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
+        if swept:
+            task = [o for o in task if o.split("=", 1)[0].lstrip("+~") in swept]
+    return ",".join(sorted(task))
+
+
+def _swept_keys(multirun_yaml: Path) -> set[str]:
+    """Keys given several values on the multirun's command line (Hydra writes it before the jobs run)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not multirun_yaml.exists():
+        return set()
+    task = OmegaConf.load(multirun_yaml).hydra.overrides.task
+    parsed = OverridesParser.create().parse_overrides(list(task))
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
+
+
 def _sweep_group(hydra_cfg) -> str | None:
     """All jobs of one multirun share a W&B group: the sweep folder, e.g. ``multirun/2026-11-25/12-00-00``."""
     if hydra_cfg.mode == RunMode.MULTIRUN:
@@ -146,8 +165,14 @@ def _write_predictions(path: Path, model, datamodule) -> None:
     lines = []
     for row in sorted(model.test_predictions, key=lambda r: r["idx"]):
         lines.append(
-            json.dumps({**row, "label_name": names[row["label"]], "pred_name": names[row["pred"]],
-                        "text": texts[row["idx"]]})  # fmt: skip
+            json.dumps(
+                {
+                    **row,
+                    "label_name": names[row["label"]],
+                    "pred_name": names[row["pred"]],
+                    "text": texts[row["idx"]],
+                }
+            )  # fmt: skip
         )
     record.atomic_write_text(path, "\n".join(lines) + "\n")
 

@@ -1,0 +1,79 @@
+"""Every config in every group composes and instantiates; an unknown choice says what is available."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import CONF
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.utils import get_method, instantiate
+
+GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir() if g.is_dir()}
+ONLINE_ENCODERS = {"bert_base", "roberta_base"}  # hub checkpoints: composed and resolved, not downloaded
+
+
+def test_the_groups_users_rely_on_exist():
+    assert GROUPS["pooling"] == ["attention", "cls", "max", "mean", "pooler"]
+    assert {"minilm", "bert_base", "roberta_base", "tiny_bert", "tiny_roberta"} <= set(GROUPS["encoder"])
+    assert {"hutto4", "csv", "hub"} <= set(GROUPS["data"])
+    assert {"wandb", "csv", "none"} <= set(GROUPS["logger"])
+
+
+@pytest.mark.parametrize("encoder", GROUPS["encoder"])
+def test_encoder_configs(compose, encoder):
+    cfg = compose([f"encoder={encoder}"])
+    assert isinstance(cfg.encoder.pretrained, bool)
+    if encoder in ONLINE_ENCODERS:
+        assert callable(get_method(cfg.encoder.model._target_))
+        assert cfg.encoder.trust_remote_code is False
+        return
+    tokenizer = instantiate(cfg.encoder.tokenizer)
+    model = instantiate(cfg.encoder.model)
+    assert model.config.vocab_size >= len(tokenizer)
+    assert cfg.encoder.pretrained == (encoder == "minilm")
+    ids = tokenizer("a short test", return_tensors="pt")
+    assert model(**ids).last_hidden_state.shape[-1] == model.config.hidden_size
+
+
+@pytest.mark.parametrize("pooling", GROUPS["pooling"])
+def test_pooling_configs(compose, pooling):
+    pooler = instantiate(compose([f"pooling={pooling}"]).pooling)(hidden_size=16)
+    assert pooler.out_features == 16
+
+
+@pytest.mark.parametrize("data", GROUPS["data"])
+def test_data_configs(compose, data, csv_data):
+    extra = {"csv": [f"data.train={csv_data['train']}"], "hub": ["data.name=SetFit/sst5"]}.get(data, [])
+    cfg = compose([f"data={data}", *extra])
+    dm = instantiate(cfg.data, tokenizer=None)
+    assert dm.batch_size == 16 and dm.max_length > 0
+
+
+@pytest.mark.parametrize("group", ["model", "trainer", "callbacks", "logger", "paths"])
+def test_other_groups(compose, group, tmp_path):
+    for choice in GROUPS[group]:
+        cfg = compose([f"{group}={choice}"])
+        node = cfg.get(group)
+        if group == "model":
+            assert callable(instantiate(node))  # a partial: encoder and pooling come at run time
+        elif group == "trainer":
+            assert instantiate(node, logger=False).max_epochs == 1
+        elif group in ("callbacks", "logger"):
+            for sub in (node or {}).values():
+                assert instantiate(sub) is not None
+        else:
+            assert node.cache_dir
+
+
+def test_default_is_the_offline_main_job(compose):
+    cfg = compose(fast=False)
+    choices = cfg.hydra.runtime.choices
+    assert (choices.data, choices.encoder, choices.logger) == ("hutto4", "minilm", "wandb")
+
+
+def test_unknown_pooling_lists_the_available_ones(compose):
+    with pytest.raises((MissingConfigException, ConfigCompositionException)) as err:
+        compose(["pooling=avg"])
+    message = str(err.value)
+    assert "avg" in message
+    for name in GROUPS["pooling"]:
+        assert name in message

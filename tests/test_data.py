@@ -1,0 +1,166 @@
+"""Data: the hutto4 recipe, the user's own files, and clear errors for bad data."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import pytest
+from conftest import synthetic_rows, write_csv
+
+from poolbench import hutto
+from poolbench.data import DataError, FilesDataModule, Hutto4DataModule
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from poolbench.encoder import load_tokenizer, packaged_minilm_path
+
+    return load_tokenizer(packaged_minilm_path())
+
+
+def files_dm(tokenizer, tmp_path, **kwargs):
+    return FilesDataModule(tokenizer, cache_dir=str(tmp_path / "cache"), **kwargs)
+
+
+# --- hutto4 --------------------------------------------------------------------------------------------
+def fake_rows():
+    ratings = [-3.0, -1.5, -1.0, -0.5, -0.4, 0.0, 0.49, 0.5, 1.49, 1.5, 2.5, -2.0]
+    rows = [{"source": "tweets", "id": str(i), "rating": r, "text": f"text number {i}"} for i, r in enumerate(ratings)]
+    rows.append({"source": "movie", "id": "dup", "rating": 3.0, "text": "  TEXT number 0 "})  # duplicate of row 0
+    return rows * 1 + [
+        {"source": "nyt", "id": f"x{i}", "rating": (-3.0, -1.0, 1.0, 3.0)[i % 4], "text": f"extra {i}"}
+        for i in range(40)
+    ]
+
+
+def test_hutto4_cuts_four_classes_drops_neutral_and_duplicates(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(hutto, "fetch", lambda cache_dir, archive=None: tmp_path)
+    monkeypatch.setattr(hutto, "read", lambda folder: fake_rows())
+    dm = Hutto4DataModule(tokenizer, cache_dir=str(tmp_path / "cache"))
+    assert [dm.label_of(s) for s in (-3.0, -1.5, -1.0, -0.5, -0.4, 0.0, 0.49, 0.5, 1.49, 1.5)] == [
+        0, 1, 1, None, None, None, None, 2, 2, 3
+    ]  # fmt: skip
+    raw = dm.read_splits()
+    texts = [t for split in raw.values() for t in split.texts]
+    assert len(texts) == len(set(texts)) == 8 + 40  # 4 neutral dropped, 1 duplicate dropped
+    assert "  TEXT number 0 " not in texts and "text number 0" in texts  # the first occurrence is kept
+    assert [len(raw[s].texts) for s in ("train", "val", "test")] == [38, 5, 5]  # 80/10/10
+    assert dm.read_splits()["test"].texts == raw["test"].texts  # deterministic
+
+
+def test_hutto4_rejects_bad_thresholds(tokenizer):
+    with pytest.raises(ValueError, match="4 increasing numbers"):
+        Hutto4DataModule(tokenizer, thresholds=(0.5, -0.5, 1.0, 2.0))
+
+
+def test_hutto_fetch_refuses_an_archive_with_the_wrong_checksum(tmp_path):
+    fake = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("vaderSentiment-3.3.2/README.rst")
+        tar.addfile(info, io.BytesIO(b""))
+    fake.write_bytes(buf.getvalue())
+    with pytest.raises(hutto.ChecksumError, match="does not match"):
+        hutto.fetch(tmp_path / "cache", archive=fake)
+    with pytest.raises(FileNotFoundError, match="data.archive='/nope.tar.gz' is not a file"):
+        hutto.fetch(tmp_path / "cache", archive="/nope.tar.gz")
+
+
+# --- own files -----------------------------------------------------------------------------------------
+def test_csv_tsv_jsonl_with_string_labels(tokenizer, tmp_path):
+    rows = synthetic_rows(40)
+    train = write_csv(tmp_path / "train.tsv", rows, delimiter="\t")
+    val = tmp_path / "val.jsonl"
+    val.write_text("\n".join(json.dumps({"sentence": r["text"], "y": r["label"]}) for r in rows[:8]))
+    test = write_csv(tmp_path / "test.csv", [{"sentence": r["text"], "y": r["label"]} for r in rows[:8]])
+    write_csv(train, [{"sentence": r["text"], "y": r["label"]} for r in rows], delimiter="\t")
+    dm = files_dm(tokenizer, tmp_path, train=str(train), val=str(val), test=str(test), text_column="sentence",
+                  label_column="y")  # fmt: skip
+    dm.setup()
+    assert dm.num_labels == 4
+    assert dm.label_names == sorted({r["label"] for r in rows})  # strings -> ids in sorted order
+    first = dm.splits["train"][0]
+    assert first["labels"] == dm.label_names.index(rows[0]["label"])
+    assert first["input_ids"][0] == tokenizer.cls_token_id
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape[1] == max(batch["attention_mask"].sum(1))  # padded to the batch's longest
+
+
+def test_missing_val_and_test_are_held_out_of_train(tokenizer, tmp_path):
+    train = write_csv(tmp_path / "train.csv", synthetic_rows(100))
+    dm = files_dm(tokenizer, tmp_path, train=str(train))
+    dm.setup()
+    sizes = {s: len(dm.splits[s]) for s in ("train", "val", "test")}
+    assert sizes == {"train": 80, "val": 10, "test": 10}
+
+
+def test_tokenisation_is_cached_on_disk(tokenizer, tmp_path, monkeypatch):
+    train = write_csv(tmp_path / "train.csv", synthetic_rows(100))
+    files_dm(tokenizer, tmp_path, train=str(train)).setup()
+    calls = []
+    original = type(tokenizer).__call__
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("max_length"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tokenizer), "__call__", counting)
+    dm = files_dm(tokenizer, tmp_path, train=str(train))
+    dm.setup()  # same data, tokenizer and max_length: loaded, not tokenised
+    assert calls == [] and len(dm.splits["train"]) == 80
+    files_dm(tokenizer, tmp_path, train=str(train), max_length=7).setup()  # another max_length: tokenised
+    assert calls == [7, 7, 7]
+
+
+# --- errors --------------------------------------------------------------------------------------------
+def setup_error(tokenizer, tmp_path, rows=None, **kwargs) -> str:
+    if rows is not None:
+        kwargs["train"] = str(write_csv(tmp_path / "train.csv", rows))
+    with pytest.raises(DataError) as err:
+        files_dm(tokenizer, tmp_path, **kwargs).setup()
+    return str(err.value)
+
+
+def test_missing_file(tokenizer, tmp_path):
+    assert "data file '/no/such.csv' does not exist" in setup_error(tokenizer, tmp_path, train="/no/such.csv")
+
+
+def test_missing_column(tokenizer, tmp_path):
+    msg = setup_error(tokenizer, tmp_path, synthetic_rows(20), label_column="sentiment")
+    assert "train.csv: no column 'sentiment'; columns are ['text', 'label']" in msg
+
+
+def test_empty_text_names_the_row(tokenizer, tmp_path):
+    rows = synthetic_rows(20)
+    rows[4]["text"] = "   "
+    msg = setup_error(tokenizer, tmp_path, rows)
+    assert "train.csv" in msg and "row 5 (line 6): empty text in column 'text'" in msg
+
+
+def test_label_out_of_range(tokenizer, tmp_path):
+    rows = [{"text": r["text"], "label": i % 3} for i, r in enumerate(synthetic_rows(30))]
+    rows[7]["label"] = 5
+    msg = setup_error(tokenizer, tmp_path, rows, num_labels=3)
+    assert "row 8 (line 9): label 5 in column 'label' is out of range (allowed: 0..2)" in msg
+
+
+def test_label_not_in_label_set(tokenizer, tmp_path, csv_data):
+    msg = setup_error(
+        tokenizer, tmp_path, train=str(csv_data["train"]), val=str(csv_data["val"]), test=str(csv_data["test"]),
+        label_names=["very_negative", "negative", "positive"],
+    )  # fmt: skip
+    assert "label 'very_positive' in column 'label' is not in the label set" in msg and "row " in msg
+
+
+def test_split_with_no_examples(tokenizer, tmp_path, csv_data):
+    empty = tmp_path / "empty.csv"
+    empty.write_text("text,label\n")
+    msg = setup_error(tokenizer, tmp_path, train=str(csv_data["train"]), val=str(empty), test=str(csv_data["test"]))
+    assert "empty.csv: the val split has no examples" in msg
+
+
+def test_num_labels_disagreeing_with_the_data(tokenizer, tmp_path, csv_data):
+    msg = setup_error(tokenizer, tmp_path, train=str(csv_data["train"]), num_labels=3)
+    assert "num_labels=3 disagrees with the 4 label names" in msg

@@ -1,0 +1,108 @@
+"""The LightningModule: training really trains (dropout on), freezing really freezes, the optimizer groups."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from poolbench.encoder import from_pretrained, load_tokenizer, packaged_minilm_path, random_bert
+from poolbench.model import PoolingClassifier
+from poolbench.pooling import MeanPooling
+
+
+class Probe(pl.Callback):
+    """Records, at every training step, whether each dropout layer of the model is active."""
+
+    def __init__(self):
+        self.dropout_modes: list[bool] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        modes = [m.training for m in module.modules() if isinstance(m, torch.nn.Dropout)]
+        assert modes, "the model has no dropout layers"
+        self.dropout_modes.extend(modes)
+
+
+def batches(tokenizer, n: int = 4):
+    texts = ["a wonderful film", "awful, just awful", "it was fine I guess", "the worst service ever"] * 2
+    enc = tokenizer(texts, padding=True, return_tensors="pt")
+    items = [
+        {
+            "input_ids": enc["input_ids"][i],
+            "attention_mask": enc["attention_mask"][i],
+            "labels": torch.tensor(i % 4),
+        }
+        for i in range(len(texts))
+    ]
+    return DataLoader(items, batch_size=n)
+
+
+def fit(model, loader, callbacks=(), steps: int = 3):
+    trainer = pl.Trainer(
+        max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, callbacks=list(callbacks), limit_val_batches=0,
+    )  # fmt: skip
+    trainer.fit(model, train_dataloaders=loader)
+    return trainer
+
+
+@pytest.mark.slow
+def test_packaged_encoder_loads_offline_and_trains_with_dropout_active():
+    path = packaged_minilm_path()
+    encoder = from_pretrained(path)
+    assert not encoder.training  # from_pretrained returns eval mode: the module must switch it back
+    model = PoolingClassifier(encoder, MeanPooling, num_labels=4)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    probe = Probe()
+    fit(model, batches(load_tokenizer(path)), [probe])
+    assert probe.dropout_modes and all(probe.dropout_modes)
+    changed = [k for k, v in model.encoder.state_dict().items() if not torch.equal(v, before[k])]
+    assert len(changed) > len(before) // 2  # the encoder is fine-tuned, not only the head
+
+
+def test_training_forward_is_stochastic_and_eval_is_not():
+    torch.manual_seed(0)
+    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4)
+    ids, mask = torch.randint(5, 1000, (2, 6)), torch.ones(2, 6, dtype=torch.long)
+    assert not torch.equal(model(ids, mask), model(ids, mask))  # dropout active after construction
+    model.eval()
+    assert torch.equal(model(ids, mask), model(ids, mask))
+
+
+def test_freeze_is_a_linear_probe():
+    path = packaged_minilm_path()
+    torch.manual_seed(0)
+    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, freeze=True)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    head_before = model.classifier.weight.clone()
+    probe = Probe()
+    fit(model, batches(load_tokenizer(path)), [probe])
+    assert not model.encoder.training and model.training  # encoder stays in eval mode, head trains
+    assert all(torch.equal(v, before[k]) for k, v in model.encoder.state_dict().items())
+    assert not torch.equal(model.classifier.weight, head_before)
+    assert all(not p.requires_grad for p in model.encoder.parameters())
+
+
+def test_no_weight_decay_on_biases_and_layernorm():
+    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, weight_decay=0.1)
+    trainer = pl.Trainer(max_steps=10, logger=False, accelerator="cpu")
+    model.trainer = trainer
+    opt = model.configure_optimizers()["optimizer"]
+    decayed = {id(p) for p in opt.param_groups[0]["params"]}
+    assert opt.param_groups[0]["weight_decay"] == 0.1 and opt.param_groups[1]["weight_decay"] == 0.0
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert all(not n.endswith("bias") and "LayerNorm" not in n for i, n in names.items() if i in decayed)
+    assert any("LayerNorm.weight" in names[id(p)] for p in opt.param_groups[1]["params"])
+
+
+def test_checkpoint_pooler_is_detached_unless_pooling_pooler_uses_it():
+    from poolbench.pooling import DenseTanhPooling
+
+    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4)
+    assert model.encoder.pooler is None  # not computed, and no parameters left without gradients
+    assert not any(n.startswith("encoder.pooler") for n, _ in model.named_parameters())
+    encoder = random_bert()
+    weight = encoder.pooler.dense.weight.clone()
+    model = PoolingClassifier(encoder, DenseTanhPooling, num_labels=4)
+    assert torch.equal(model.pooling.dense.weight, weight)

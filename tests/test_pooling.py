@@ -1,0 +1,147 @@
+"""Every pooler: shape, gradients, exact reference values, padding invariance, inputs untouched, bf16."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from poolbench.pooling import POOLINGS, AttentionPooling, DenseTanhPooling, build_pooling
+
+H = 8
+NAMES = sorted(POOLINGS)
+
+
+def make(name: str, seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    pooler = build_pooling(name, H)
+    if isinstance(pooler, AttentionPooling):  # a non-zero query, so that attention is not uniform
+        with torch.no_grad():
+            pooler.query.normal_()
+    return pooler.eval()
+
+
+def pad(x: torch.Tensor, length: int, side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad one sequence (T, H) with garbage to ``length``, on the given side; return (1, L, H), (1, L)."""
+    t = x.size(0)
+    garbage = torch.full((length - t, x.size(1)), 1e4)  # huge values: any leak shows
+    mask = torch.ones(length, dtype=torch.long)
+    if side == "right":
+        mask[t:] = 0
+        return torch.cat([x, garbage])[None], mask[None]
+    mask[: length - t] = 0
+    return torch.cat([garbage, x])[None], mask[None]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_shape_and_out_features(name):
+    pooler = make(name)
+    out = pooler(torch.randn(3, 5, H), torch.ones(3, 5, dtype=torch.long))
+    assert out.shape == (3, pooler.out_features) == (3, H)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_gradients_reach_inputs_and_parameters(name):
+    pooler = make(name).train()
+    hidden = torch.randn(2, 4, H, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    pooler(hidden, mask).pow(2).sum().backward()
+    assert hidden.grad is not None and hidden.grad[mask.bool()].abs().sum() > 0
+    assert hidden.grad[~mask.bool()].abs().sum() == 0  # padding gets no gradient
+    for pname, p in pooler.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, pname
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_padding_is_ignored(name, side):
+    """A sequence alone gives the same vector as batched with a longer one, padded on either side."""
+    pooler = make(name)
+    torch.manual_seed(1)
+    short, long = torch.randn(3, H), torch.randn(7, H)
+    alone = pooler(short[None], torch.ones(1, 3, dtype=torch.long))
+    h_short, m_short = pad(short, 7, side)
+    batch = pooler(torch.cat([h_short, long[None]]), torch.cat([m_short, torch.ones(1, 7, dtype=torch.long)]))
+    torch.testing.assert_close(batch[0], alone[0], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(batch[1], pooler(long[None], torch.ones(1, 7, dtype=torch.long))[0])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_inputs_are_not_modified(name):
+    pooler = make(name)
+    hidden, mask = torch.randn(2, 5, H), torch.tensor([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]])
+    h0, m0 = hidden.clone(), mask.clone()
+    pooler(hidden, mask)
+    assert torch.equal(hidden, h0) and torch.equal(mask, m0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_input(name):
+    pooler = make(name).to(torch.bfloat16)
+    hidden = torch.randn(2, 5, H)
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    out = pooler(hidden.bfloat16(), mask)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    ref = make(name)(hidden, mask)  # same weights (same seed) in fp32
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05)
+
+
+def test_reference_values():
+    """Hand-computed results on a 2x3x2 example (row 0 has one pad token at the end)."""
+    hidden = torch.tensor([[[1.0, -2.0], [3.0, 4.0], [100.0, 100.0]], [[0.0, 1.0], [2.0, -1.0], [-4.0, 6.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    expected = {
+        "cls": [[1.0, -2.0], [0.0, 1.0]],
+        "mean": [[2.0, 1.0], [-2 / 3, 2.0]],
+        "max": [[3.0, 4.0], [2.0, 6.0]],
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(build_pooling(name, 2)(hidden, mask), torch.tensor(value))
+
+    pooler = DenseTanhPooling(2)
+    with torch.no_grad():
+        pooler.dense.weight.copy_(torch.tensor([[1.0, 0.0], [1.0, 1.0]]))
+        pooler.dense.bias.copy_(torch.tensor([0.5, 0.0]))
+    torch.testing.assert_close(
+        pooler(hidden, mask),
+        torch.tensor([[math.tanh(1.5), math.tanh(-1.0)], [math.tanh(0.5), math.tanh(1.0)]]),
+    )
+
+    attn = AttentionPooling(2)
+    with torch.no_grad():
+        attn.query.copy_(torch.tensor([math.sqrt(2.0), 0.0]))  # score = first feature (scale 1/sqrt(2))
+    w0 = torch.tensor([1.0, 3.0]).softmax(0)  # row 0: the padded token gets no weight
+    w1 = torch.tensor([0.0, 2.0, -4.0]).softmax(0)
+    expected_attn = torch.stack([w0 @ hidden[0, :2], w1 @ hidden[1]])
+    torch.testing.assert_close(attn(hidden, mask), expected_attn)
+    weights = attn.weights(hidden, mask)
+    assert weights[0, 2] == 0 and torch.allclose(weights.sum(-1), torch.ones(2))
+
+
+def test_attention_starts_as_mean_pooling():
+    hidden, mask = torch.randn(2, 4, H), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    torch.testing.assert_close(AttentionPooling(H)(hidden, mask), build_pooling("mean", H)(hidden, mask))
+
+
+def test_unknown_pooling_lists_the_available_ones():
+    with pytest.raises(ValueError, match="unknown pooling 'avg'; available: attention, cls, max, mean, pooler"):
+        build_pooling("avg", H)
+
+
+def test_pooler_copies_checkpoint_weights_and_flags_untrained_ones(caplog):
+    from transformers import BertConfig, BertModel
+
+    bert = BertModel(BertConfig(hidden_size=H, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16))
+    pooler = DenseTanhPooling(H)
+    pooler.load_encoder_pooler(bert.pooler, "tiny")
+    assert torch.equal(pooler.dense.weight, bert.pooler.dense.weight)
+    assert pooler.source.startswith("checkpoint")
+    with torch.no_grad():
+        bert.pooler.dense.bias.zero_()
+    with caplog.at_level("WARNING"):
+        DenseTanhPooling(H).load_encoder_pooler(bert.pooler, "tiny")
+    assert "looks untrained" in caplog.text
+    fresh = DenseTanhPooling(H)
+    fresh.load_encoder_pooler(None, "no-pooler-model")
+    assert fresh.source == "fresh"

@@ -1,0 +1,83 @@
+"""End to end: one job in process, and the five-pooling multirun as a user types it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+
+def data_overrides(csv_data) -> list[str]:
+    return ["data=csv", *(f"data.{s}={p}" for s, p in csv_data.items())]
+
+
+def test_one_job_writes_results_and_predictions(run_job, csv_data):
+    results, out = run_job([*data_overrides(csv_data), "pooling=attention", "logger=csv", "seed=3"])
+    assert results["status"] == "finished"
+    assert results["choices"]["pooling"] == "attention" and results["config"]["seed"] == 3
+    metrics = results["metrics"]
+    for key in ("train/loss", "val/acc", "val/f1_macro", "test/acc", "test/f1_macro", "test/f1_positive"):
+        assert 0 <= metrics[key] < 10, key
+    assert results["num_examples"] == {"train": 96, "val": 32, "test": 32}
+    cm = results["confusion_matrix"]["rows_true_cols_pred"]
+    assert sum(map(sum, cm)) == 32
+    assert results["versions"]["torch"] and results["git"]["commit"]
+    preds = [json.loads(line) for line in (out / "test_predictions.jsonl").read_text().splitlines()]
+    assert sorted(p["idx"] for p in preds) == list(range(32))
+    accuracy = sum(p["label"] == p["pred"] for p in preds) / len(preds)
+    assert accuracy == pytest.approx(metrics["test/acc"])  # predictions and metric agree
+    assert (out / "csv").is_dir() and results["best_checkpoint"].endswith(".ckpt")
+
+
+def test_a_failing_job_is_recorded_as_failed(run_job, csv_data):
+    bad = [*data_overrides(csv_data), "data.text_column=review"]
+    with pytest.raises(ValueError, match="no column 'review'"):
+        run_job(bad)
+    out = Path(csv_data["train"]).parents[1] / "out"
+    results = json.loads((out / "results.json").read_text())
+    assert results["status"] == "failed" and "no column 'review'" in results["error"]
+
+
+def wandb_summary(run_dir: Path) -> dict:
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+@pytest.mark.slow
+def test_five_pooling_multirun_gives_one_record_and_one_wandb_run_per_job(tmp_path, csv_data, cache_dir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir))  # no W&B key, no netrc: offline
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable, "train.py", "-m", "pooling=cls,pooler,mean,max,attention",
+        "encoder=tiny_bert", *data_overrides(csv_data), "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false", f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 5
+    seen = {}
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        assert results["status"] == "finished", results.get("error")
+        pooling = results["choices"]["pooling"]
+        runs = list((job / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1, f"{job}: expected one offline W&B run, found {runs}"
+        summary = wandb_summary(runs[0])
+        assert summary["state"] == "finished"
+        assert summary["config"]["pooling"]["name"] == pooling
+        assert summary["name"] == f"pooling={pooling}"
+        assert "test/f1_macro" in summary["summary"]
+        seen[pooling] = summary["run_id"]
+    assert sorted(seen) == ["attention", "cls", "max", "mean", "pooler"]
+    assert len(set(seen.values())) == 5  # five distinct W&B runs
+    assert done.stdout.count("[poolbench]") == 5
