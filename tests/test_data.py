@@ -164,3 +164,28 @@ def test_split_with_no_examples(tokenizer, tmp_path, csv_data):
 def test_num_labels_disagreeing_with_the_data(tokenizer, tmp_path, csv_data):
     msg = setup_error(tokenizer, tmp_path, train=str(csv_data["train"]), num_labels=3)
     assert "num_labels=3 disagrees with the 4 label names" in msg
+
+
+def padding_fraction(loader) -> float:
+    real = total = 0
+    for batch in loader:
+        real += int(batch["attention_mask"].sum())
+        total += batch["attention_mask"].numel()
+    return 1 - real / total
+
+
+def test_length_grouped_batches_cover_every_example_once_with_less_padding(tokenizer, tmp_path):
+    import torch
+
+    train = write_csv(tmp_path / "train.csv", synthetic_rows(400))
+    grouped = files_dm(tokenizer, tmp_path, train=str(train), batch_size=16)
+    plain = files_dm(tokenizer, tmp_path, train=str(train), batch_size=16, group_by_length=False)
+    grouped.setup(), plain.setup()
+    torch.manual_seed(0)
+    batches = list(grouped.train_dataloader())
+    seen = [i for b in batches for i in b["idx"].tolist()]
+    assert sorted(seen) == list(range(len(grouped.splits["train"])))  # each example exactly once
+    assert all(len(b["idx"]) == 16 for b in batches[:-1]) and len(batches[-1]["idx"]) <= 16
+    assert padding_fraction(batches) < 0.5 * padding_fraction(plain.train_dataloader())
+    evaluated = [i for b in grouped.test_dataloader() for i in b["idx"].tolist()]
+    assert sorted(evaluated) == list(range(len(grouped.splits["test"])))

@@ -23,6 +23,7 @@ from poolbench import hutto
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+TOKENIZED_FORMAT = "2"  # part of the tokenisation cache key: bump when the cached columns change
 
 
 class DataError(ValueError):
@@ -73,6 +74,9 @@ class TextClassificationDataModule(pl.LightningDataModule):
             distinct training labels (strings) or ``0..num_labels-1`` (ints).
         cache_dir: where downloads and tokenised splits are cached (outside the repository).
         num_workers: ``DataLoader`` workers.
+        group_by_length: draw training batches of similar lengths (shuffled megabatches sorted by length,
+            ``transformers``' ``group_by_length``) so that dynamic padding pads little; evaluation batches
+            are always taken in length order.
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         label_names: list[str] | None = None,
         cache_dir: str = "~/.cache/poolbench",
         num_workers: int = 0,
+        group_by_length: bool = True,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -95,6 +100,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.label_names = list(label_names) if label_names is not None else None
         self.cache_dir = Path(cache_dir).expanduser()
         self.num_workers = num_workers
+        self.group_by_length = group_by_length
         self.splits: dict | None = None  # split -> tokenised datasets.Dataset
         self.raw: dict[str, RawSplit] | None = None
 
@@ -187,7 +193,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         """Tokenise a split once per (data, tokenizer, max_length); later runs load it from disk."""
         import datasets
 
-        key = hashlib.sha256()
+        key = hashlib.sha256(TOKENIZED_FORMAT.encode())
         key.update(_tokenizer_fingerprint(self.tokenizer).encode())
         key.update(str(self.max_length).encode())
         for text, y in zip(split.texts, labels, strict=True):
@@ -198,7 +204,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return datasets.load_from_disk(str(path))
         enc = self.tokenizer(split.texts, truncation=True, max_length=self.max_length)
         columns = {k: enc[k] for k in enc.keys()}
-        columns.update(labels=labels, idx=list(range(len(labels))))
+        columns.update(labels=labels, idx=list(range(len(labels))), length=[len(x) for x in enc["input_ids"]])
         ds = datasets.Dataset.from_dict(columns)
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         ds.save_to_disk(str(tmp))
@@ -208,25 +214,36 @@ class TextClassificationDataModule(pl.LightningDataModule):
             shutil.rmtree(tmp, ignore_errors=True)
         return datasets.load_from_disk(str(path))
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, **kwargs) -> DataLoader:
         from transformers import DataCollatorWithPadding
 
         return DataLoader(
-            self.splits[split],
+            self.splits[split].remove_columns("length"),
             batch_size=batch_size,
-            shuffle=shuffle,
             collate_fn=DataCollatorWithPadding(self.tokenizer),  # pads each batch to its own longest
             num_workers=self.num_workers,
+            **kwargs,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        if not self.group_by_length:
+            return self._loader("train", self.batch_size, shuffle=True)
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        # shuffled by torch's global RNG, hence by the run's seed
+        sampler = LengthGroupedSampler(self.batch_size, lengths=list(self.splits["train"]["length"]))
+        return self._loader("train", self.batch_size, sampler=sampler)
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        lengths = list(self.splits[split]["length"])
+        by_length = sorted(range(len(lengths)), key=lengths.__getitem__)  # predictions are keyed by idx
+        return self._loader(split, self.eval_batch_size, sampler=by_length)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", self.eval_batch_size, shuffle=False)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size, shuffle=False)
+        return self._eval_loader("test")
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:
