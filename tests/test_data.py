@@ -96,22 +96,33 @@ def test_missing_val_and_test_are_held_out_of_train(tokenizer, tmp_path):
     assert sizes == {"train": 80, "val": 10, "test": 10}
 
 
-def test_tokenisation_is_cached_on_disk(tokenizer, tmp_path, monkeypatch):
+def test_tokenisation_is_cached_on_disk_and_invalidated_by_what_changes_the_ids(tokenizer, tmp_path, monkeypatch):
+    from poolbench.encoder import toy_roberta_tokenizer
+
     train = write_csv(tmp_path / "train.csv", synthetic_rows(100))
     files_dm(tokenizer, tmp_path, train=str(train)).setup()
     calls = []
     original = type(tokenizer).__call__
 
     def counting(self, *args, **kwargs):
-        calls.append(kwargs.get("max_length"))
+        calls.append((type(self).__name__, kwargs.get("max_length")))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(type(tokenizer), "__call__", counting)
     dm = files_dm(tokenizer, tmp_path, train=str(train))
     dm.setup()  # same data, tokenizer and max_length: loaded, not tokenised
     assert calls == [] and len(dm.splits["train"]) == 80
-    files_dm(tokenizer, tmp_path, train=str(train), max_length=7).setup()  # another max_length: tokenised
-    assert calls == [7, 7, 7]
+    files_dm(tokenizer, tmp_path, train=str(train), max_length=7).setup()  # another max_length
+    assert calls == [("BertTokenizer", 7)] * 3
+    files_dm(tokenizer, tmp_path, train=str(train)).setup()  # back to 128: still cached, whatever ran before
+    assert len(calls) == 3
+    other = write_csv(tmp_path / "other.csv", synthetic_rows(100, seed=5))
+    files_dm(tokenizer, tmp_path, train=str(other)).setup()  # other data
+    assert len(calls) == 6
+    roberta = toy_roberta_tokenizer()
+    monkeypatch.setattr(type(roberta), "__call__", counting)
+    files_dm(roberta, tmp_path, train=str(train)).setup()  # another tokenizer
+    assert calls[-1] == (type(roberta).__name__, 128) and len(calls) == 9
 
 
 # --- errors --------------------------------------------------------------------------------------------

@@ -81,3 +81,10 @@ def test_five_pooling_multirun_gives_one_record_and_one_wandb_run_per_job(tmp_pa
     assert sorted(seen) == ["attention", "cls", "max", "mean", "pooler"]
     assert len(set(seen.values())) == 5  # five distinct W&B runs
     assert done.stdout.count("[poolbench]") == 5
+
+
+def test_tiny_roberta_job(run_job, csv_data):
+    """The RoBERTa code path end to end (random weights, tokenizer trained on the fly: NOT pretrained)."""
+    results, _ = run_job([*data_overrides(csv_data), "encoder=tiny_roberta", "pooling=cls"])
+    assert results["status"] == "finished" and results["config"]["encoder"]["pretrained"] is False
+    assert 0 <= results["metrics"]["test/f1_macro"] <= 1

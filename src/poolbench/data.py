@@ -7,6 +7,7 @@ texts and raw labels (strings or ints) and where they came from, so that errors 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -102,6 +103,8 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.group_by_length = group_by_length
         self.splits: dict | None = None  # split -> tokenised datasets.Dataset
+        self._keys: dict[str, str] = {}  # split -> key of its tokenisation (see split_key)
+        self.token_states: dict | None = None  # split -> poolbench.features.TokenStates, when used
         self.raw: dict[str, RawSplit] | None = None
 
     # --- what a source provides -------------------------------------------------------------------
@@ -199,6 +202,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         for text, y in zip(split.texts, labels, strict=True):
             key.update(text.encode())
             key.update(b"\x00%d\x00" % y)
+        self._keys[name] = key.hexdigest()
         path = self.cache_dir / "tokenized" / f"{name}-{key.hexdigest()[:20]}"
         if path.exists():
             return datasets.load_from_disk(str(path))
@@ -214,15 +218,33 @@ class TextClassificationDataModule(pl.LightningDataModule):
             shutil.rmtree(tmp, ignore_errors=True)
         return datasets.load_from_disk(str(path))
 
-    def _loader(self, split: str, batch_size: int, **kwargs) -> DataLoader:
-        from transformers import DataCollatorWithPadding
+    def split_key(self, split: str) -> str:
+        """Identifies the tokenised split (data, tokenizer, max_length): the key of every cache built on it."""
+        return self._keys[split]
 
+    def use_token_states(self, states: dict) -> None:
+        """Feed cached frozen-encoder token states (``poolbench.features``) instead of token ids."""
+        self.token_states = states
+
+    def _dataset(self, split: str):
+        if self.token_states is not None:
+            return self.token_states[split]
+        return self.splits[split].remove_columns("length")
+
+    def _lengths(self, split: str) -> list[int]:
+        if self.token_states is not None:
+            return self.token_states[split].lengths
+        return list(self.splits[split]["length"])
+
+    def _loader(self, split: str, batch_size: int, **kwargs) -> DataLoader:
+        if self.token_states is not None:
+            from poolbench.features import collate_states as collate
+        else:
+            from transformers import DataCollatorWithPadding
+
+            collate = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its own longest
         return DataLoader(
-            self.splits[split].remove_columns("length"),
-            batch_size=batch_size,
-            collate_fn=DataCollatorWithPadding(self.tokenizer),  # pads each batch to its own longest
-            num_workers=self.num_workers,
-            **kwargs,
+            self._dataset(split), batch_size=batch_size, collate_fn=collate, num_workers=self.num_workers, **kwargs
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -231,11 +253,11 @@ class TextClassificationDataModule(pl.LightningDataModule):
         from transformers.trainer_pt_utils import LengthGroupedSampler
 
         # shuffled by torch's global RNG, hence by the run's seed
-        sampler = LengthGroupedSampler(self.batch_size, lengths=list(self.splits["train"]["length"]))
+        sampler = LengthGroupedSampler(self.batch_size, lengths=self._lengths("train"))
         return self._loader("train", self.batch_size, sampler=sampler)
 
     def _eval_loader(self, split: str) -> DataLoader:
-        lengths = list(self.splits[split]["length"])
+        lengths = self._lengths(split)
         by_length = sorted(range(len(lengths)), key=lengths.__getitem__)  # predictions are keyed by idx
         return self._loader(split, self.eval_batch_size, sampler=by_length)
 
@@ -245,10 +267,26 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._eval_loader("test")
 
+    def encoder_loader(self, split: str) -> DataLoader:
+        """Token ids of a split in length order, whatever ``use_token_states`` says: to compute them."""
+        states, self.token_states = self.token_states, None
+        try:
+            return self._eval_loader(split)
+        finally:
+            self.token_states = states
+
 
 def _tokenizer_fingerprint(tokenizer) -> str:
+    """What decides the token ids: vocabulary, normaliser, pre-tokeniser, model, post-processor."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    body = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        # the backend records the last call's truncation/padding settings: not part of what it computes
+        state.pop("truncation", None)
+        state.pop("padding", None)
+        body = json.dumps(state, sort_keys=True)
+    else:
+        body = repr(sorted(tokenizer.get_vocab().items()))
     extra = (type(tokenizer).__name__, tokenizer.padding_side, tokenizer.truncation_side)
     return hashlib.sha256((body + repr(extra)).encode()).hexdigest()
 

@@ -94,7 +94,7 @@ def toy_roberta_tokenizer(vocab_size: int = 1000, cache_dir: str | None = None):
     Special tokens get RoBERTa's ids (``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3, ``<mask>``=4).
     Saved under ``cache_dir`` when given, so later runs load it instead of training again.
     """
-    from tokenizers import ByteLevelBPETokenizer, processors
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import RobertaTokenizerFast
 
     specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
@@ -102,8 +102,16 @@ def toy_roberta_tokenizer(vocab_size: int = 1000, cache_dir: str | None = None):
     folder = Path(cache_dir) / f"toy_roberta_tokenizer-{key}" if cache_dir else None
     if folder is not None and (folder / "tokenizer.json").exists():
         return RobertaTokenizerFast.from_pretrained(str(folder))
-    bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(_TOY_CORPUS, vocab_size=vocab_size, min_frequency=1, special_tokens=specials)
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # every byte: any text can be encoded
+    )
+    bpe.train_from_iterator(_TOY_CORPUS, trainer=trainer)
     bpe.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     tokenizer = RobertaTokenizerFast(tokenizer_object=bpe, model_max_length=512, **_special_kwargs())
     if folder is not None:

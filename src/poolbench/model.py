@@ -16,6 +16,8 @@ from poolbench.encoder import detach_pooler
 
 log = logging.getLogger(__name__)
 
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "hidden_states")
+
 
 class PoolingClassifier(pl.LightningModule):
     """Sequence classification from a pluggable pooling of an encoder's final token states.
@@ -92,20 +94,33 @@ class PoolingClassifier(pl.LightningModule):
             self.encoder.eval()  # a linear probe reads a fixed, deterministic encoder
         return self
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-        pooled = self.pooling(hidden, attention_mask)  # (B, H_out)
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, hidden_states=None) -> torch.Tensor:
+        """Logits (B, num_labels) from token ids, or from precomputed final token states (B, T, H)."""
+        if hidden_states is None:
+            kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+            hidden_states = out.last_hidden_state  # (B, T, H)
+        pooled = self.pooling(hidden_states, attention_mask)  # (B, H_out)
         return self.classifier(self.dropout(pooled))  # (B, num_labels)
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        logits = self(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
         return F.cross_entropy(logits.float(), batch["labels"]), logits
+
+    def on_train_epoch_start(self) -> None:
+        self._tokens = torch.zeros(2, dtype=torch.long)  # (real, padded) tokens seen this epoch
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
+        mask = batch["attention_mask"]
+        self._tokens += torch.tensor([int(mask.sum()), mask.numel()])
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        real, total = self._tokens.tolist()
+        if total:  # the share of the training compute spent on padding
+            self.log("train/pad_fraction", 1 - real / total)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, logits = self.model_step(batch)

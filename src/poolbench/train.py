@@ -57,6 +57,10 @@ def run(cfg: DictConfig) -> float | None:
             encoder_name=str(choices["encoder"]),
         )
         results["pooler_weights"] = getattr(model.pooling, "source", None)
+        if cfg.encoder.freeze and cfg.encoder.get("cache_features", True):
+            from poolbench.features import cached_token_states
+
+            datamodule.use_token_states(cached_token_states(model.encoder, datamodule, cfg.paths.cache_dir))
         loggers = [_build_logger(c, name=overrides or None, group=group) for c in (cfg.get("logger") or {}).values()]
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)

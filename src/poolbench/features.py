@@ -1,0 +1,120 @@
+"""Frozen-encoder sweeps: compute the encoder's token states once per data split, reuse them in every job.
+
+A frozen encoder in eval mode is a fixed function, so its final token states for a split can be computed
+once and shared by every pooler and seed of a linear-probe sweep (and by later sweeps). They are stored
+in ``cache_dir/features/<key>/`` as one fp32 array of all tokens' states plus per-example offsets
+(memory-mapped when read); the key covers the encoder's weights, the tokenised split and the dtype.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+log = logging.getLogger(__name__)
+
+
+def encoder_fingerprint(encoder: nn.Module) -> str:
+    """A hash of the encoder's class, config and weights: different weights never share a cache."""
+    h = hashlib.sha256(type(encoder).__name__.encode())
+    config = getattr(encoder, "config", None)
+    if config is not None:
+        h.update(config.to_json_string(use_diff=False).encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class TokenStates(Dataset):
+    """Cached token states of one split; item ``i`` is ``{"hidden_states": (T_i, H), "labels", "idx"}``."""
+
+    def __init__(self, folder: Path) -> None:
+        self.states = np.load(folder / "states.npy", mmap_mode="r")  # (sum T_i, H)
+        self.offsets = np.load(folder / "offsets.npy")  # (N + 1,)
+        self.labels = np.load(folder / "labels.npy")
+        self.lengths = np.diff(self.offsets).tolist()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+        return {
+            "hidden_states": torch.from_numpy(np.array(self.states[lo:hi])),
+            "labels": int(self.labels[i]),
+            "idx": i,
+        }
+
+
+def collate_states(items: list[dict]) -> dict[str, torch.Tensor]:
+    """Pad token states to the batch's longest (right padding) and build the attention mask."""
+    longest = max(x["hidden_states"].shape[0] for x in items)
+    hidden = torch.zeros(len(items), longest, items[0]["hidden_states"].shape[1])  # (B, T, H)
+    mask = torch.zeros(len(items), longest, dtype=torch.long)
+    for row, x in enumerate(items):
+        t = x["hidden_states"].shape[0]
+        hidden[row, :t] = x["hidden_states"]
+        mask[row, :t] = 1
+    return {
+        "hidden_states": hidden,
+        "attention_mask": mask,
+        "labels": torch.tensor([x["labels"] for x in items]),
+        "idx": torch.tensor([x["idx"] for x in items]),
+    }
+
+
+@torch.no_grad()
+def compute_token_states(encoder: nn.Module, loader: DataLoader, folder: Path, num_examples: int) -> None:
+    """Run the encoder (eval mode) over a split and write its real tokens' states, in ``idx`` order."""
+    encoder.eval()
+    per_example: list[np.ndarray | None] = [None] * num_examples
+    labels = np.zeros(num_examples, dtype=np.int64)
+    for batch in loader:
+        kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        hidden = encoder(**kwargs).last_hidden_state.float()  # (B, T, H)
+        mask = batch["attention_mask"].bool()
+        for row, (i, y) in enumerate(zip(batch["idx"].tolist(), batch["labels"].tolist(), strict=True)):
+            per_example[i] = hidden[row][mask[row]].numpy()  # (T_i, H): real tokens only, in order
+            labels[i] = y
+    assert all(x is not None for x in per_example), "the loader did not cover the split"
+    offsets = np.zeros(num_examples + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([x.shape[0] for x in per_example])
+    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    np.save(tmp / "states.npy", np.concatenate(per_example).astype(np.float32))
+    np.save(tmp / "offsets.npy", offsets)
+    np.save(tmp / "labels.npy", labels)
+    try:
+        os.replace(tmp, folder)  # atomic: a half-written cache is never read
+    except OSError:  # another job wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cached_token_states(encoder: nn.Module, datamodule, cache_dir: str | os.PathLike) -> dict[str, TokenStates]:
+    """The token states of every split of ``datamodule`` under ``encoder``, computed on first use."""
+    root = Path(cache_dir).expanduser() / "features"
+    fingerprint = encoder_fingerprint(encoder)
+    states = {}
+    for split in ("train", "val", "test"):
+        key = hashlib.sha256(f"{fingerprint}:{datamodule.split_key(split)}".encode()).hexdigest()[:24]
+        folder = root / f"{split}-{key}"
+        if not (folder / "labels.npy").exists():
+            log.info("computing frozen-encoder token states for the %s split (once; cached in %s)", split, folder)
+            # iterating a DataLoader draws from torch's RNG: keep the run's random stream as if the cache had
+            # been there already, so that cached and uncached runs train identically
+            with torch.random.fork_rng(devices=[]):
+                loader = datamodule.encoder_loader(split)
+                compute_token_states(encoder, loader, folder, len(datamodule.splits[split]))
+        else:
+            log.info("reusing cached frozen-encoder token states for the %s split (%s)", split, folder)
+        states[split] = TokenStates(folder)
+    return states
