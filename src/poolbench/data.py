@@ -104,6 +104,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.group_by_length = group_by_length
         self.splits: dict | None = None  # split -> tokenised datasets.Dataset
         self._keys: dict[str, str] = {}  # split -> key of its tokenisation (see split_key)
+        self.data_checksums: dict[str, str] = {}  # split -> sha256 of its texts and label ids
         self.token_states: dict | None = None  # split -> poolbench.features.TokenStates, when used
         self.raw: dict[str, RawSplit] | None = None
 
@@ -196,12 +197,15 @@ class TextClassificationDataModule(pl.LightningDataModule):
         """Tokenise a split once per (data, tokenizer, max_length); later runs load it from disk."""
         import datasets
 
+        data = hashlib.sha256()
+        for text, y in zip(split.texts, labels, strict=True):
+            data.update(text.encode())
+            data.update(b"\x00%d\x00" % y)
+        self.data_checksums[name] = data.hexdigest()
         key = hashlib.sha256(TOKENIZED_FORMAT.encode())
         key.update(_tokenizer_fingerprint(self.tokenizer).encode())
         key.update(str(self.max_length).encode())
-        for text, y in zip(split.texts, labels, strict=True):
-            key.update(text.encode())
-            key.update(b"\x00%d\x00" % y)
+        key.update(data.digest())
         self._keys[name] = key.hexdigest()
         path = self.cache_dir / "tokenized" / f"{name}-{key.hexdigest()[:20]}"
         if path.exists():

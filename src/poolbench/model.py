@@ -112,6 +112,12 @@ class PoolingClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite training loss ({loss.item()}) at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}); stopping instead of training on. "
+                "Try a lower model.lr, or trainer.precision=32-true."
+            )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
         mask = batch["attention_mask"]
         self._tokens += torch.tensor([int(mask.sum()), mask.numel()])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import subprocess
 import tempfile
 from importlib import metadata
@@ -31,7 +32,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Atomically write ``obj`` as JSON, with secrets scrubbed (see ``scrub``)."""
+    atomic_write_text(path, json.dumps(scrub(obj), indent=2, sort_keys=False, default=str) + "\n")
 
 
 def package_versions() -> dict[str, str | None]:
@@ -58,3 +60,26 @@ def git_state(path: str | os.PathLike) -> dict | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty}
+
+
+_SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s:]+(:[^/@\s]*)?@", re.IGNORECASE)
+
+
+def secret_values() -> list[str]:
+    """Values of environment variables whose names look secret (WANDB_API_KEY, HF_TOKEN, ...)."""
+    return sorted((v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 6), key=len, reverse=True)
+
+
+def scrub(obj, secrets: list[str] | None = None):
+    """A copy of ``obj`` (nested dicts/lists/strings) with secret values and URL credentials masked."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(obj, str):
+        for value in secrets:
+            obj = obj.replace(value, "***")
+        return _URL_CREDENTIALS.sub(r"\g<scheme>***@", obj)
+    if isinstance(obj, dict):
+        return {k: scrub(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [scrub(v, secrets) for v in obj]
+    return obj

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import secrets
 from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
@@ -27,6 +28,21 @@ def wandb_mode() -> str:
     return "offline"
 
 
+def run_id() -> str:
+    """A short random id, drawn once per process (the resolver is cached).
+
+    Appended to output folders, so that runs (or sweeps) started in the same second never share one.
+    """
+    return secrets.token_hex(3)
+
+
+def deterministic_default() -> bool:
+    """Deterministic algorithms on CPU (cheap there); left off on GPUs, where they cost speed."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def minilm_path() -> str:
     from poolbench.encoder import packaged_minilm_path
 
@@ -36,3 +52,5 @@ def minilm_path() -> str:
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_mode", wandb_mode, replace=True)
     OmegaConf.register_new_resolver("minilm_path", minilm_path, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("deterministic_default", deterministic_default, use_cache=True, replace=True)

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from poolbench import record
+from poolbench.checks import validate
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     output_dir = Path(cfg.paths.output_dir)
     choices = {g: hydra_cfg.runtime.choices.get(g) for g in GROUPS}
-    overrides = _run_name(hydra_cfg)
+    overrides = record.scrub(_run_name(hydra_cfg))  # override values are resolved: may hold a secret
     group = _sweep_group(hydra_cfg)
     started = time.time()
     results: dict = {
@@ -40,7 +41,9 @@ def run(cfg: DictConfig) -> float | None:
     }
     record.atomic_write_json(output_dir / "results.json", results)
     loggers = []
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
+        validate(cfg)
         pl.seed_everything(cfg.seed, workers=True)
         tokenizer = instantiate(cfg.encoder.tokenizer)
         datamodule = instantiate(cfg.data, tokenizer=tokenizer)
@@ -65,7 +68,7 @@ def run(cfg: DictConfig) -> float | None:
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
         trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
         for lg in loggers:
-            lg.log_hyperparams(_logged_config(cfg, choices))
+            lg.log_hyperparams(record.scrub(_logged_config(cfg, choices)))
 
         t0 = time.time()
         trainer.fit(model, datamodule=datamodule)
@@ -74,7 +77,7 @@ def run(cfg: DictConfig) -> float | None:
         val_metrics = _floats(trainer.callback_metrics)
         t0 = time.time()
         # test on the checkpoint with the best val/f1_macro (the last weights when none was saved)
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
         test_seconds = time.time() - t0
         metrics = {**{k: v for k, v in val_metrics.items() if not k.startswith("test/")},
                    **_floats(trainer.callback_metrics)}  # fmt: skip
@@ -89,6 +92,7 @@ def run(cfg: DictConfig) -> float | None:
             best_checkpoint=best or None,
             timings={"fit_seconds": fit_seconds, "test_seconds": test_seconds},
             num_examples={s: len(datamodule.splits[s]) for s in datamodule.splits},
+            data_checksums=datamodule.data_checksums,
             epochs=trainer.current_epoch,
             global_step=trainer.global_step,
         )
@@ -104,8 +108,17 @@ def run(cfg: DictConfig) -> float | None:
             f"test/f1_macro={metrics.get('test/f1_macro', float('nan')):.4f}  -> {output_dir}"
         )
         return metrics.get(cfg.optimized_metric)
-    except BaseException as err:
+    except Exception as err:
         results.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        log.error("job failed: %s: %s", type(err).__name__, err)
+        if not multirun:
+            raise
+        if cfg.get("fail_fast", False):
+            # Hydra's launcher would go on with the next job: stop the whole sweep here
+            raise SystemExit(f"stopping the sweep (fail_fast=true): {overrides or 'defaults'} failed: {err}") from err
+        return None  # keep going: the failure is in results.json and W&B; the sweep's summary reports it
+    except BaseException as err:  # interrupted (Ctrl-C, SystemExit): recorded, never swallowed
+        results.update(status="interrupted", error=f"{type(err).__name__}: {err}")
         raise
     finally:
         results["timings"] = {**results.get("timings", {}), "total_seconds": time.time() - started}
@@ -178,7 +191,7 @@ def _write_predictions(path: Path, model, datamodule) -> None:
                 }
             )  # fmt: skip
         )
-    record.atomic_write_text(path, "\n".join(lines) + "\n")
+    record.atomic_write_text(path, record.scrub("\n".join(lines) + "\n"))
 
 
 def _log_confusion(loggers, model, datamodule) -> None:

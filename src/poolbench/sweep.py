@@ -1,0 +1,83 @@
+"""Sweep-level behaviour, as a Hydra callback (``conf/hydra/default.yaml``).
+
+- Before the first job trains, every job's config is composed and checked; one message lists every problem.
+- After the last job, a one-screen summary of what finished and what failed; the exit status is non-zero
+  when anything failed. Jobs themselves keep going past a failed one (see ``poolbench.train.run``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from poolbench.checks import ConfigError, problems
+
+log = logging.getLogger(__name__)
+
+
+def expand_sweep(task_overrides: list[str]) -> list[list[str]]:
+    """The override list of every job of a basic sweep (the cartesian product of the swept values)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def check_sweep(config_name: str, task_overrides: list[str]) -> None:
+    """Compose and check every job of the sweep; raise ``ConfigError`` naming each bad job and setting."""
+    from hydra import compose
+
+    report = []
+    for job in expand_sweep(task_overrides):
+        try:
+            found = problems(compose(config_name, overrides=job))
+        except Exception as err:  # an unknown group choice, a bad override, ...
+            found = [f"{type(err).__name__}: {err}".strip()]
+        if found:
+            report.append(f"job {' '.join(job) or '(defaults)'}:\n    " + "\n    ".join(found))
+    if report:
+        raise ConfigError(
+            f"{len(report)} job(s) of this sweep have invalid configs; nothing was run.\n" + "\n".join(report)
+        )
+
+
+def summarize(sweep_dir: Path) -> tuple[str, int]:
+    """A one-screen table of the sweep's jobs from their results.json, and the number that did not finish."""
+    rows, bad = [], 0
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / "results.json").exists()),
+                  key=lambda p: (len(p.name), p.name))  # fmt: skip
+    for job in jobs:
+        results = json.loads((job / "results.json").read_text())
+        status = results.get("status", "?")
+        metrics = results.get("metrics") or {}
+        if status == "finished":
+            detail = f"test/acc={metrics.get('test/acc', float('nan')):.4f} " \
+                     f"test/f1_macro={metrics.get('test/f1_macro', float('nan')):.4f}"  # fmt: skip
+        else:
+            bad += 1
+            error = (results.get("error") or "interrupted").splitlines()[0]
+            detail = "\n        " + (error if len(error) <= 300 else error[:150] + " ... " + error[-140:])
+        rows.append(f"  {job.name:>4}  {status:<9} {results.get('overrides') or '(defaults)'}  {detail}")
+    head = f"sweep {sweep_dir}: {len(jobs) - bad} finished, {bad} failed or unfinished"
+    return "\n".join([head, *rows]), bad
+
+
+class SweepCallback(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        check_sweep(config.hydra.job.config_name, list(config.hydra.overrides.task))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
+            return
+        text, bad = summarize(sweep_dir)
+        print(text, flush=True)
+        if bad:
+            raise SystemExit(1)
