@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: train test lint format clean
+.PHONY: train test bench lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ train: $(VENV)/.installed  ## fine-tune on the offline defaults; extra Hydra arg
 
 test: $(VENV)/.installed  ## the offline test suite (tiny random encoders, small data)
 	$(PY) -m pytest $(ARGS)
+
+bench: $(VENV)/.installed  ## benchmarks/README.md's measurements (about an hour on 2 cores)
+	$(PY) -m pip install -e ".[dev,bench]"
+	$(PY) benchmarks/bench.py all
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -167,6 +167,7 @@ def bench_epoch(args) -> None:
     emit(
         bench="epoch",
         variant=args.variant,
+        precision=args.precision if args.variant == "poolbench" else "32-true",
         examples=n,
         seconds=seconds,
         real_tokens=real_tokens,
@@ -190,6 +191,7 @@ def poolbench_epoch(dm, path, n, args):
     batches = -(-n // dm.batch_size)
     trainer = pl.Trainer(
         max_epochs=1, limit_train_batches=batches, limit_val_batches=0, accelerator="cpu", logger=False,
+        precision=args.precision,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     t0 = time.perf_counter()
@@ -299,7 +301,8 @@ def bench_frozen(args) -> None:
 # --- all ---------------------------------------------------------------------------------------------------
 def run_all(args) -> None:
     results = []
-    commands = [["step"], ["epoch", "poolbench"], ["epoch", "trainer"], ["epoch", "fixed128"]]
+    commands = [["step"], ["epoch", "poolbench"], ["epoch", "poolbench", "--precision", "bf16-mixed"]]
+    commands += [["epoch", "trainer"], ["epoch", "fixed128"]]
     commands += [["frozen", "--cache"], ["frozen", "--no-cache"]]
     extra = ["--fraction", str(args.fraction)]
     for cmd in commands:
@@ -346,6 +349,7 @@ def main() -> None:
     p = sub.add_parser("epoch")
     p.add_argument("variant", choices=["poolbench", "trainer", "fixed128"])
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training split (1 = one epoch)")
+    p.add_argument("--precision", default="32-true", help="poolbench variant only: 32-true or bf16-mixed")
     p = sub.add_parser("frozen")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seeds", default="1,2,3")

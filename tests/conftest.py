@@ -46,6 +46,11 @@ def write_csv(path: Path, rows: list[dict], delimiter: str = ",") -> Path:
     return path
 
 
+def data_overrides(csv_data: dict[str, Path]) -> list[str]:
+    """The overrides that point data=csv at the csv_data files."""
+    return ["data=csv", *(f"data.{s}={p}" for s, p in csv_data.items())]
+
+
 @pytest.fixture
 def csv_data(tmp_path: Path) -> dict[str, Path]:
     """Small train/val/test CSV files with four learnable classes."""

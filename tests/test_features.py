@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from conftest import data_overrides
 
 from poolbench import features
 
@@ -35,7 +36,7 @@ def test_cached_states_equal_the_encoder_output(compose, csv_data, cache_dir):
 
 
 def test_frozen_sweep_with_cache_trains_the_same_head_and_skips_the_encoder(run_job, csv_data, monkeypatch):
-    data = ["data=csv", *(f"data.{s}={p}" for s, p in csv_data.items())]
+    data = data_overrides(csv_data)
     common = [*data, "encoder.freeze=true", "pooling=attention", "seed=7", "trainer.max_epochs=2"]
     cached, out_cached = run_job([*common, "encoder.cache_features=true"])
     cached_preds = predictions(out_cached)

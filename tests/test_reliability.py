@@ -10,14 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, ROOT, synthetic_rows, write_csv
+from conftest import CONF, ROOT, data_overrides, synthetic_rows, write_csv
 
 from poolbench.checks import ConfigError
 from poolbench.model import PoolingClassifier
-
-
-def data_overrides(csv_data) -> list[str]:
-    return ["data=csv", *(f"data.{s}={p}" for s, p in csv_data.items())]
 
 
 def tiny_cmd(*overrides: str) -> list[str]:

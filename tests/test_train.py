@@ -9,11 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-
-
-def data_overrides(csv_data) -> list[str]:
-    return ["data=csv", *(f"data.{s}={p}" for s, p in csv_data.items())]
+from conftest import ROOT, data_overrides
 
 
 def test_one_job_writes_results_and_predictions(run_job, csv_data):
@@ -27,6 +23,7 @@ def test_one_job_writes_results_and_predictions(run_job, csv_data):
     cm = results["confusion_matrix"]["rows_true_cols_pred"]
     assert sum(map(sum, cm)) == 32
     assert results["versions"]["torch"] and results["git"]["commit"]
+    assert results["rerun"].startswith("python train.py ") and "pooling=attention" in results["rerun"]
     preds = [json.loads(line) for line in (out / "test_predictions.jsonl").read_text().splitlines()]
     assert sorted(p["idx"] for p in preds) == list(range(32))
     accuracy = sum(p["label"] == p["pred"] for p in preds) / len(preds)

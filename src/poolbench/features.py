@@ -3,7 +3,7 @@
 A frozen encoder in eval mode is a fixed function, so its final token states for a split can be computed
 once and shared by every pooler and seed of a linear-probe sweep (and by later sweeps). They are stored
 in ``cache_dir/features/<key>/`` as one fp32 array of all tokens' states plus per-example offsets
-(memory-mapped when read); the key covers the encoder's weights, the tokenised split and the dtype.
+(memory-mapped when read); the key covers the encoder's weights, the tokenised split and the precision.
 """
 
 from __future__ import annotations
@@ -73,14 +73,23 @@ def collate_states(items: list[dict]) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def compute_token_states(encoder: nn.Module, loader: DataLoader, folder: Path, num_examples: int) -> None:
-    """Run the encoder (eval mode) over a split and write its real tokens' states, in ``idx`` order."""
+def compute_token_states(
+    encoder: nn.Module, loader: DataLoader, folder: Path, num_examples: int, precision: str = "32-true"
+) -> None:
+    """Run the encoder (eval mode) over a split and write its real tokens' states, in ``idx`` order.
+
+    ``precision`` is the run's Lightning precision: under ``bf16-mixed`` the encoder runs under bf16 autocast,
+    exactly as it would inside the run, so that cached and uncached runs see the same states.
+    """
     encoder.eval()
+    device = next(encoder.parameters()).device.type
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision.startswith("bf16"))
     per_example: list[np.ndarray | None] = [None] * num_examples
     labels = np.zeros(num_examples, dtype=np.int64)
     for batch in loader:
         kwargs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        hidden = encoder(**kwargs).last_hidden_state.float()  # (B, T, H)
+        with autocast:
+            hidden = encoder(**kwargs).last_hidden_state.float()  # (B, T, H)
         mask = batch["attention_mask"].bool()
         for row, (i, y) in enumerate(zip(batch["idx"].tolist(), batch["labels"].tolist(), strict=True)):
             per_example[i] = hidden[row][mask[row]].numpy()  # (T_i, H): real tokens only, in order
@@ -99,13 +108,15 @@ def compute_token_states(encoder: nn.Module, loader: DataLoader, folder: Path, n
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cached_token_states(encoder: nn.Module, datamodule, cache_dir: str | os.PathLike) -> dict[str, TokenStates]:
-    """The token states of every split of ``datamodule`` under ``encoder``, computed on first use."""
+def cached_token_states(
+    encoder: nn.Module, datamodule, cache_dir: str | os.PathLike, precision: str = "32-true"
+) -> dict[str, TokenStates]:
+    """The token states of every split of ``datamodule`` under ``encoder`` at ``precision``, computed on first use."""
     root = Path(cache_dir).expanduser() / "features"
     fingerprint = encoder_fingerprint(encoder)
     states = {}
     for split in ("train", "val", "test"):
-        key = hashlib.sha256(f"{fingerprint}:{datamodule.split_key(split)}".encode()).hexdigest()[:24]
+        key = hashlib.sha256(f"{fingerprint}:{datamodule.split_key(split)}:{precision}".encode()).hexdigest()[:24]
         folder = root / f"{split}-{key}"
         if not (folder / "labels.npy").exists():
             log.info("computing frozen-encoder token states for the %s split (once; cached in %s)", split, folder)
@@ -113,7 +124,7 @@ def cached_token_states(encoder: nn.Module, datamodule, cache_dir: str | os.Path
             # been there already, so that cached and uncached runs train identically
             with torch.random.fork_rng(devices=[]):
                 loader = datamodule.encoder_loader(split)
-                compute_token_states(encoder, loader, folder, len(datamodule.splits[split]))
+                compute_token_states(encoder, loader, folder, len(datamodule.splits[split]), precision)
         else:
             log.info("reusing cached frozen-encoder token states for the %s split (%s)", split, folder)
         states[split] = TokenStates(folder)

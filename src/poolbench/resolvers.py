@@ -5,6 +5,7 @@ from __future__ import annotations
 import netrc
 import os
 import secrets
+from pathlib import Path
 from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
@@ -43,6 +44,23 @@ def deterministic_default() -> bool:
     return not torch.cuda.is_available()
 
 
+def precision_default() -> str:
+    """``bf16-mixed`` where the hardware computes bf16 natively, else ``32-true``.
+
+    Measured on a 2-core Xeon with AMX/AVX512-BF16 (benchmarks/README.md): bf16-mixed trained the default job
+    ~3x faster with test accuracy and macro-F1 within 0.2 points of fp32.
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    try:
+        flags = next(ln for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("flags"))
+    except (OSError, StopIteration):
+        return "32-true"
+    return "bf16-mixed" if {"amx_bf16", "avx512_bf16"} & set(flags.split()) else "32-true"
+
+
 def minilm_path() -> str:
     from poolbench.encoder import packaged_minilm_path
 
@@ -53,4 +71,5 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_mode", wandb_mode, replace=True)
     OmegaConf.register_new_resolver("minilm_path", minilm_path, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("precision_default", precision_default, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("deterministic_default", deterministic_default, use_cache=True, replace=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import shlex
 import time
 import traceback
 from pathlib import Path
@@ -17,6 +19,7 @@ from poolbench import record
 from poolbench.checks import validate
 
 log = logging.getLogger(__name__)
+nan = math.nan
 
 GROUPS = ("data", "encoder", "pooling", "model", "trainer", "logger")
 
@@ -33,6 +36,8 @@ def run(cfg: DictConfig) -> float | None:
         "status": "running",
         "choices": choices,
         "overrides": overrides,
+        # the command that reruns this job (same config, same seed: same numbers on CPU)
+        "rerun": record.scrub(" ".join(["python train.py", *map(shlex.quote, hydra_cfg.overrides.task)])),
         "group": group,
         "output_dir": str(output_dir),
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -45,31 +50,8 @@ def run(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
         pl.seed_everything(cfg.seed, workers=True)
-        tokenizer = instantiate(cfg.encoder.tokenizer)
-        datamodule = instantiate(cfg.data, tokenizer=tokenizer)
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        encoder = instantiate(cfg.encoder.model)
-        if not cfg.encoder.pretrained:
-            log.warning("encoder=%s is randomly initialised, NOT pretrained: for smoke tests only", choices["encoder"])
-        model = instantiate(cfg.model)(
-            encoder=encoder,
-            pooling=instantiate(cfg.pooling),
-            num_labels=datamodule.num_labels,
-            label_names=datamodule.label_names,
-            encoder_name=str(choices["encoder"]),
-        )
+        datamodule, model, trainer, loggers = _build(cfg, choices, overrides, group)
         results["pooler_weights"] = getattr(model.pooling, "source", None)
-        if cfg.encoder.freeze and cfg.encoder.get("cache_features", True):
-            from poolbench.features import cached_token_states
-
-            datamodule.use_token_states(cached_token_states(model.encoder, datamodule, cfg.paths.cache_dir))
-        loggers = [_build_logger(c, name=overrides or None, group=group) for c in (cfg.get("logger") or {}).values()]
-        callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-        trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-        for lg in loggers:
-            lg.log_hyperparams(record.scrub(_logged_config(cfg, choices)))
-
         t0 = time.time()
         trainer.fit(model, datamodule=datamodule)
         fit_seconds = time.time() - t0
@@ -97,16 +79,9 @@ def run(cfg: DictConfig) -> float | None:
             global_step=trainer.global_step,
         )
         _log_confusion(loggers, model, datamodule)
-        log.info(
-            "test/acc=%.4f test/f1_macro=%.4f (%s)",
-            metrics.get("test/acc", float("nan")),
-            metrics.get("test/f1_macro", float("nan")),
-            overrides or "defaults",
-        )
-        print(
-            f"[poolbench] {overrides or 'defaults'}: test/acc={metrics.get('test/acc', float('nan')):.4f} "
-            f"test/f1_macro={metrics.get('test/f1_macro', float('nan')):.4f}  -> {output_dir}"
-        )
+        line = f"test/acc={metrics.get('test/acc', nan):.4f} test/f1_macro={metrics.get('test/f1_macro', nan):.4f}"
+        log.info("%s (%s)", line, overrides or "defaults")
+        print(f"[poolbench] {overrides or 'defaults'}: {line}  -> {output_dir}")
         return metrics.get(cfg.optimized_metric)
     except Exception as err:
         results.update(status="failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
@@ -124,6 +99,35 @@ def run(cfg: DictConfig) -> float | None:
         results["timings"] = {**results.get("timings", {}), "total_seconds": time.time() - started}
         record.atomic_write_json(output_dir / "results.json", results)
         _finish_wandb(results["status"] == "finished")
+
+
+def _build(cfg: DictConfig, choices: dict, name: str, group: str | None):
+    """Data, model, trainer and loggers of one job, from its config."""
+    tokenizer = instantiate(cfg.encoder.tokenizer)
+    datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    encoder = instantiate(cfg.encoder.model)
+    if not cfg.encoder.pretrained:
+        log.warning("encoder=%s is randomly initialised, NOT pretrained: for smoke tests only", choices["encoder"])
+    model = instantiate(cfg.model)(
+        encoder=encoder,
+        pooling=instantiate(cfg.pooling),
+        num_labels=datamodule.num_labels,
+        label_names=datamodule.label_names,
+        encoder_name=str(choices["encoder"]),
+    )
+    if cfg.encoder.freeze and cfg.encoder.get("cache_features", True):
+        from poolbench.features import cached_token_states
+
+        states = cached_token_states(model.encoder, datamodule, cfg.paths.cache_dir, str(cfg.trainer.precision))
+        datamodule.use_token_states(states)
+    loggers = [_build_logger(c, name=name or None, group=group) for c in (cfg.get("logger") or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    for lg in loggers:
+        lg.log_hyperparams(record.scrub(_logged_config(cfg, choices)))
+    return datamodule, model, trainer, loggers
 
 
 def _run_name(hydra_cfg) -> str:
