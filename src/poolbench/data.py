@@ -12,12 +12,13 @@ import logging
 import os
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from poolbench import hutto
 
@@ -78,6 +79,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         group_by_length: draw training batches of similar lengths (shuffled megabatches sorted by length,
             ``transformers``' ``group_by_length``) so that dynamic padding pads little; evaluation batches
             are always taken in length order.
+        seed: the run's seed; with the epoch it alone decides the training order (see ``EpochSeededSampler``).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         cache_dir: str = "~/.cache/poolbench",
         num_workers: int = 0,
         group_by_length: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.tokenizer = tokenizer
@@ -102,6 +105,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.cache_dir = Path(cache_dir).expanduser()
         self.num_workers = num_workers
         self.group_by_length = group_by_length
+        self.seed = seed
         self.splits: dict | None = None  # split -> tokenised datasets.Dataset
         self._keys: dict[str, str] = {}  # split -> key of its tokenisation (see split_key)
         self.data_checksums: dict[str, str] = {}  # split -> sha256 of its texts and label ids
@@ -252,13 +256,17 @@ class TextClassificationDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        if not self.group_by_length:
-            return self._loader("train", self.batch_size, shuffle=True)
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-
-        # shuffled by torch's global RNG, hence by the run's seed
-        sampler = LengthGroupedSampler(self.batch_size, lengths=self._lengths("train"))
+        sampler = EpochSeededSampler(
+            self._lengths("train"), self.batch_size, self.seed, self.group_by_length, self._batches_done_in_epoch
+        )
         return self._loader("train", self.batch_size, sampler=sampler)
+
+    def _batches_done_in_epoch(self) -> int:
+        """Training batches already done in the current epoch: non-zero only in a run resumed mid-epoch."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def _eval_loader(self, split: str) -> DataLoader:
         lengths = self._lengths(split)
@@ -278,6 +286,46 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return self._eval_loader(split)
         finally:
             self.token_states = states
+
+
+class EpochSeededSampler(Sampler):
+    """Training order drawn from ``(seed, epoch)`` alone (Lightning calls ``set_epoch`` every epoch).
+
+    Length-grouped (``transformers``' ``get_length_grouped_indices``: shuffled megabatches, each sorted by
+    length) or a plain shuffle. Not drawing from the global RNG makes the order replayable: a run resumed
+    mid-epoch skips the batches its checkpoint had already trained and sees exactly the rest.
+    """
+
+    def __init__(
+        self,
+        lengths: list[int],
+        batch_size: int,
+        seed: int,
+        group_by_length: bool = True,
+        batches_done: Callable[[], int] | None = None,
+    ) -> None:
+        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
+        self.group_by_length = group_by_length
+        self.batches_done = batches_done  # batches of this epoch already trained (a resumed run) at iter time
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        if self.group_by_length:
+            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
+        else:
+            order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        skip = self.batches_done() * self.batch_size if self.batches_done else 0
+        return iter(order[skip:])
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:

@@ -86,6 +86,7 @@ class PoolingClassifier(pl.LightningModule):
         self.test_f1_per_class = MulticlassF1Score(num_labels, average=None)
         self.test_confusion = MulticlassConfusionMatrix(num_labels)
         self.test_predictions: list[dict] = []  # filled by the last test run, one dict per example
+        self._tokens = torch.zeros(2, dtype=torch.long)  # (real, padded) training tokens this epoch
         self.test_confusion_matrix: torch.Tensor | None = None  # rows: true class, columns: predicted
 
     def train(self, mode: bool = True) -> PoolingClassifier:
@@ -107,8 +108,26 @@ class PoolingClassifier(pl.LightningModule):
         logits = self(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
         return F.cross_entropy(logits.float(), batch["labels"]), logits
 
+    # --- exact resume: the checkpoint carries torch's RNG state, restored right before the next training step
+    # (not at load time: creating the resumed epoch's data iterator draws from the RNG, which the
+    # uninterrupted run did at the start of the epoch)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+        checkpoint["epoch_tokens"] = self._tokens.clone()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resume_rng_state = checkpoint.get("torch_rng_state")
+        if "epoch_tokens" in checkpoint:
+            self._tokens = checkpoint["epoch_tokens"].clone()
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        state = getattr(self, "_resume_rng_state", None)
+        if state is not None:
+            torch.set_rng_state(state)
+            self._resume_rng_state = None
+
     def on_train_epoch_start(self) -> None:
-        self._tokens = torch.zeros(2, dtype=torch.long)  # (real, padded) tokens seen this epoch
+        self._tokens = torch.zeros(2, dtype=torch.long)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import netrc
 import os
 import secrets
+import sys
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -35,6 +37,33 @@ def run_id() -> str:
     Appended to output folders, so that runs (or sweeps) started in the same second never share one.
     """
     return secrets.token_hex(3)
+
+
+def output_dir(kind: str) -> str:
+    """A new folder ``outputs/DATE/TIME-ID`` (``kind=run``) or ``multirun/DATE/TIME-ID`` (``kind=sweep``).
+
+    With ``resume=true`` on the command line: the latest existing folder made by the same command (the same
+    overrides, ``resume`` aside), so that re-running a command with ``resume=true`` continues it.
+    """
+    root = Path("outputs" if kind == "run" else "multirun")
+    args = [a for a in sys.argv[1:] if not a.startswith("-") and not a.startswith("hydra.")]
+    if any(a.lower() in ("resume=true", "resume=1") for a in args):
+        same = sorted(a for a in args if not a.startswith("resume="))
+        for folder in sorted(root.glob("*/*"), reverse=True):
+            if _command_of(folder, kind) == same:
+                return str(folder)
+    now = datetime.now()
+    return str(root / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}-{run_id()}")
+
+
+def _command_of(folder: Path, kind: str) -> list[str] | None:
+    """The overrides (``resume`` aside) of the run or sweep that made ``folder``."""
+    record = folder / ("multirun.yaml" if kind == "sweep" else ".hydra/overrides.yaml")
+    if not record.is_file():
+        return None
+    loaded = OmegaConf.load(record)
+    task = loaded.hydra.overrides.task if kind == "sweep" else loaded
+    return sorted(str(a) for a in OmegaConf.to_container(task) if not str(a).startswith("resume="))
 
 
 def deterministic_default() -> bool:
@@ -71,5 +100,6 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("wandb_mode", wandb_mode, replace=True)
     OmegaConf.register_new_resolver("minilm_path", minilm_path, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("output_dir", output_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("precision_default", precision_default, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("deterministic_default", deterministic_default, use_cache=True, replace=True)

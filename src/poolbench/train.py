@@ -31,6 +31,13 @@ def run(cfg: DictConfig) -> float | None:
     choices = {g: hydra_cfg.runtime.choices.get(g) for g in GROUPS}
     overrides = record.scrub(_run_name(hydra_cfg))  # override values are resolved: may hold a secret
     group = _sweep_group(hydra_cfg)
+    previous = _read_results(output_dir) if cfg.get("resume") else None
+    if previous and previous.get("status") == "finished":
+        log.info("resume: %s finished before; skipped", output_dir)
+        print(f"[poolbench] {overrides or 'defaults'}: finished before, skipped (resume=true)  -> {output_dir}")
+        return (previous.get("metrics") or {}).get(cfg.optimized_metric)
+    last_ckpt = output_dir / "checkpoints" / "last.ckpt"
+    resume_from = str(last_ckpt) if previous and last_ckpt.is_file() else None
     started = time.time()
     results: dict = {
         "status": "running",
@@ -43,6 +50,8 @@ def run(cfg: DictConfig) -> float | None:
         "config": OmegaConf.to_container(cfg, resolve=True),
         "versions": record.package_versions(),
         "git": record.git_state(hydra_cfg.runtime.cwd),
+        "resumed_from": resume_from,
+        "wandb_id": (previous or {}).get("wandb_id"),
     }
     record.atomic_write_json(output_dir / "results.json", results)
     loggers = []
@@ -50,10 +59,12 @@ def run(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
         pl.seed_everything(cfg.seed, workers=True)
-        datamodule, model, trainer, loggers = _build(cfg, choices, overrides, group)
+        datamodule, model, trainer, loggers = _build(cfg, choices, overrides, group, results["wandb_id"])
         results["pooler_weights"] = getattr(model.pooling, "source", None)
+        results["wandb_id"] = _wandb_id(loggers)  # kept, so that a resumed job logs into the same W&B run
+        record.atomic_write_json(output_dir / "results.json", results)
         t0 = time.time()
-        trainer.fit(model, datamodule=datamodule)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
         fit_seconds = time.time() - t0
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         val_metrics = _floats(trainer.callback_metrics)
@@ -66,6 +77,7 @@ def run(cfg: DictConfig) -> float | None:
         if best:
             metrics["val/f1_macro_best"] = float(trainer.checkpoint_callback.best_model_score)
         _write_predictions(output_dir / "test_predictions.jsonl", model, datamodule)
+        last_ckpt.unlink(missing_ok=True)  # only needed to resume an unfinished job
         confusion = model.test_confusion_matrix.tolist()
         results.update(
             status="finished",
@@ -101,10 +113,23 @@ def run(cfg: DictConfig) -> float | None:
         _finish_wandb(results["status"] == "finished")
 
 
-def _build(cfg: DictConfig, choices: dict, name: str, group: str | None):
+def _read_results(output_dir: Path) -> dict | None:
+    import json
+
+    path = output_dir / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _wandb_id(loggers) -> str | None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return next((lg.experiment.id for lg in loggers if isinstance(lg, WandbLogger)), None)
+
+
+def _build(cfg: DictConfig, choices: dict, name: str, group: str | None, wandb_id: str | None = None):
     """Data, model, trainer and loggers of one job, from its config."""
     tokenizer = instantiate(cfg.encoder.tokenizer)
-    datamodule = instantiate(cfg.data, tokenizer=tokenizer)
+    datamodule = instantiate(cfg.data, tokenizer=tokenizer, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
     encoder = instantiate(cfg.encoder.model)
@@ -122,7 +147,7 @@ def _build(cfg: DictConfig, choices: dict, name: str, group: str | None):
 
         states = cached_token_states(model.encoder, datamodule, cfg.paths.cache_dir, str(cfg.trainer.precision))
         datamodule.use_token_states(states)
-    loggers = [_build_logger(c, name=name or None, group=group) for c in (cfg.get("logger") or {}).values()]
+    loggers = [_build_logger(c, name or None, group, wandb_id) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for lg in loggers:
@@ -158,10 +183,10 @@ def _sweep_group(hydra_cfg) -> str | None:
     return None
 
 
-def _build_logger(cfg: DictConfig, name: str | None, group: str | None):
+def _build_logger(cfg: DictConfig, name: str | None, group: str | None, wandb_id: str | None):
     target = cfg.get("_target_", "")
     if target.endswith("WandbLogger"):
-        return instantiate(cfg, name=name, group=group)
+        return instantiate(cfg, name=name, group=group, id=wandb_id)
     return instantiate(cfg)
 
 

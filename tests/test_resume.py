@@ -1,0 +1,76 @@
+"""Resume: a job killed mid-epoch and resumed ends exactly like an uninterrupted one; finished jobs are skipped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, data_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def train(args: list[str], env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, str(ROOT / "train.py"), *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture
+def env(tmp_path, cache_dir) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir), WANDB_MODE="offline")
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+def job(csv_data) -> list[str]:
+    # 96 examples / batch 16 = 6 steps an epoch, 3 epochs; a resume point every 2 steps
+    return [
+        "encoder=tiny_bert", *data_overrides(csv_data), "data.batch_size=16", "trainer.max_epochs=3",
+        "pooling=attention", "seed=5", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
+        "callbacks.last_checkpoint.every_n_train_steps=2",
+    ]  # fmt: skip
+
+
+def outcome(folder: Path) -> tuple[dict, str]:
+    results = json.loads((folder / "results.json").read_text())
+    assert results["status"] == "finished", results.get("error")
+    return results, (folder / "test_predictions.jsonl").read_text()
+
+
+def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, csv_data, env):
+    done = train([*job(csv_data), f"hydra.run.dir={tmp_path / 'whole'}"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    whole, whole_preds = outcome(tmp_path / "whole")
+
+    killed_dir = tmp_path / "killed"
+    killer = ["+callbacks.killer._target_=killer.KillAtStep", "+callbacks.killer.step=9"]  # mid epoch 2
+    done = train([*job(csv_data), *killer, f"hydra.run.dir={killed_dir}"], env)
+    assert done.returncode == -signal.SIGKILL
+    interrupted = json.loads((killed_dir / "results.json").read_text())
+    assert interrupted["status"] == "running" and (killed_dir / "checkpoints" / "last.ckpt").is_file()
+
+    done = train([*job(csv_data), "resume=true", f"hydra.run.dir={killed_dir}"], env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed, resumed_preds = outcome(killed_dir)
+    assert resumed["resumed_from"].endswith("last.ckpt")
+    assert resumed["wandb_id"] == interrupted["wandb_id"]  # the same W&B run continues
+    assert resumed["global_step"] == whole["global_step"] == 18
+    assert resumed["metrics"] == whole["metrics"]
+    assert resumed_preds == whole_preds
+    assert not (killed_dir / "checkpoints" / "last.ckpt").exists()  # removed once finished
+
+
+def test_rerunning_a_finished_command_with_resume_skips_it(tmp_path, csv_data, env):
+    args = [*job(csv_data), "trainer.max_epochs=1", "logger=none"]
+    assert train(args, env, cwd=tmp_path).returncode == 0
+    first = sorted((tmp_path / "outputs").glob("*/*"))
+    done = train([*args, "resume=true"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "finished before, skipped (resume=true)" in done.stdout
+    assert sorted((tmp_path / "outputs").glob("*/*")) == first  # no new folder: the same one was found
