@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import CONF, ROOT, data_overrides, synthetic_rows, write_csv
+from test_train import wandb_summary
 
 from poolbench.checks import ConfigError
 from poolbench.model import PoolingClassifier
@@ -42,15 +43,18 @@ def test_sweep_keeps_going_past_a_failed_job_and_exits_non_zero(tmp_path, csv_da
     sweep = tmp_path / "sweep"
     cmd = tiny_cmd(
         "data=csv", f"data.val={csv_data['val']}", f"data.test={csv_data['test']}",
-        f"data.train={bad_train},{csv_data['train']}", "logger=none",
+        f"data.train={bad_train},{csv_data['train']}", "logger=wandb",
         f"fail_fast={str(fail_fast).lower()}", f"hydra.sweep.dir={sweep}",
     )  # fmt: skip
     cmd.insert(2, "-m")
-    done = subprocess.run(cmd, cwd=ROOT, env=clean_env(tmp_path, cache_dir), capture_output=True, text=True)
+    env = clean_env(tmp_path, cache_dir, WANDB_MODE="offline")
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode != 0
     assert (sweep / "0").is_dir(), done.stderr[-3000:]
     failed = json.loads((sweep / "0" / "results.json").read_text())
     assert failed["status"] == "failed" and "row 4 (line 5): empty text" in failed["error"]
+    (wandb_run,) = (sweep / "0" / "wandb").glob("offline-run-*")
+    assert wandb_summary(wandb_run)["exit_code"] == 1  # the W&B run is marked failed
     if fail_fast:
         assert not (sweep / "1").exists()  # stopped at the first failure
         assert "fail_fast=true" in done.stderr

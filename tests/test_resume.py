@@ -74,3 +74,18 @@ def test_rerunning_a_finished_command_with_resume_skips_it(tmp_path, csv_data, e
     assert done.returncode == 0, done.stderr[-3000:]
     assert "finished before, skipped (resume=true)" in done.stdout
     assert sorted((tmp_path / "outputs").glob("*/*")) == first  # no new folder: the same one was found
+
+
+def test_rerunning_a_sweep_with_resume_continues_it_in_the_same_folder(tmp_path, csv_data, env):
+    args = ["-m", *job(csv_data), "trainer.max_epochs=1", "logger=none", "pooling=cls,mean"]
+    assert train(args, env, cwd=tmp_path).returncode == 0
+    (sweep,) = (tmp_path / "multirun").glob("*/*")
+    # job 1 was interrupted before its first checkpoint: it starts again; job 0 finished: it is skipped
+    record = sweep / "1" / "results.json"
+    record.write_text(record.read_text().replace('"status": "finished"', '"status": "running"'))
+    done = train([*args, "resume=true"], env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert list((tmp_path / "multirun").glob("*/*")) == [sweep]
+    assert done.stdout.count("finished before, skipped") == 1
+    assert json.loads(record.read_text())["status"] == "finished"
+    assert "2 finished, 0 failed" in done.stdout

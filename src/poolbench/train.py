@@ -128,6 +128,10 @@ def _wandb_id(loggers) -> str | None:
 
 def _build(cfg: DictConfig, choices: dict, name: str, group: str | None, wandb_id: str | None = None):
     """Data, model, trainer and loggers of one job, from its config."""
+    # loggers first: a job that fails while loading its data still has a W&B run, marked failed
+    loggers = [_build_logger(c, name or None, group, wandb_id) for c in (cfg.get("logger") or {}).values()]
+    for lg in loggers:
+        lg.log_hyperparams(record.scrub(_logged_config(cfg, choices)))
     tokenizer = instantiate(cfg.encoder.tokenizer)
     datamodule = instantiate(cfg.data, tokenizer=tokenizer, seed=cfg.seed)
     datamodule.prepare_data()
@@ -147,11 +151,8 @@ def _build(cfg: DictConfig, choices: dict, name: str, group: str | None, wandb_i
 
         states = cached_token_states(model.encoder, datamodule, cfg.paths.cache_dir, str(cfg.trainer.precision))
         datamodule.use_token_states(states)
-    loggers = [_build_logger(c, name or None, group, wandb_id) for c in (cfg.get("logger") or {}).values()]
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
-    for lg in loggers:
-        lg.log_hyperparams(record.scrub(_logged_config(cfg, choices)))
     return datamodule, model, trainer, loggers
 
 
