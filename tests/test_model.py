@@ -106,3 +106,17 @@ def test_checkpoint_pooler_is_detached_unless_pooling_pooler_uses_it():
     weight = encoder.pooler.dense.weight.clone()
     model = PoolingClassifier(encoder, DenseTanhPooling, num_labels=4)
     assert torch.equal(model.pooling.dense.weight, weight)
+
+
+def test_frozen_checkpoints_hold_the_head_only_and_load_back(tmp_path):
+    torch.manual_seed(0)
+    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, freeze=True)
+    trainer = fit(model, batches(load_tokenizer(packaged_minilm_path())), steps=2)
+    path = tmp_path / "head.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=True)["state_dict"]
+    assert saved and not any(k.startswith("encoder.") for k in saved)
+    torch.manual_seed(0)
+    again = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, freeze=True)
+    again.load_state_dict(saved, strict=again.strict_loading)
+    assert torch.equal(again.classifier.weight, model.classifier.weight)

@@ -69,6 +69,9 @@ class PoolingClassifier(pl.LightningModule):
         self.freeze = freeze
         if freeze:
             self.encoder.requires_grad_(False)
+            # a frozen encoder is the pretrained one: checkpoints keep the trained head only (90 MB less a job
+            # for MiniLM) and loading them leaves the encoder as it is
+            self.strict_loading = False
         # from_pretrained returns the encoder in eval mode and Lightning keeps submodules' modes as they
         # are: without this, dropout would stay off during fine-tuning
         self.train()
@@ -112,6 +115,9 @@ class PoolingClassifier(pl.LightningModule):
     # (not at load time: creating the resumed epoch's data iterator draws from the RNG, which the
     # uninterrupted run did at the start of the epoch)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.freeze:
+            state = checkpoint["state_dict"]
+            checkpoint["state_dict"] = {k: v for k, v in state.items() if not k.startswith("encoder.")}
         checkpoint["torch_rng_state"] = torch.get_rng_state()
         checkpoint["epoch_tokens"] = self._tokens.clone()
 
