@@ -1,0 +1,53 @@
+"""The ``poolbench`` command: ``poolbench table RUN_FOLDER... [options]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def table_command(argv: list[str] | None = None) -> int:
+    from poolbench import table as tables
+
+    parser = argparse.ArgumentParser(
+        prog="poolbench table",
+        description="Aggregate run folders (a sweep, several sweeps, nested) into an ablation table.",
+    )
+    parser.add_argument("paths", nargs="+", help="run or sweep folders (searched for results.json)")
+    parser.add_argument("--by", help="comma-separated row keys (default: what varies across the runs but seed)")
+    parser.add_argument("--metric", action="append", help="metric column(s), default test/acc and test/f1_macro")
+    parser.add_argument("--ref", help="reference row for the comparisons, e.g. pooling=cls (default: the first)")
+    parser.add_argument("--format", choices=sorted(tables.FORMATS), default="markdown")
+    parser.add_argument("--out", help="folder for table, bar chart and confusion matrices (default: first path)")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    try:
+        runs = tables.find_runs(args.paths)
+        table = tables.build_table(
+            runs,
+            by=args.by.split(",") if args.by else None,
+            metrics=args.metric or tables.DEFAULT_METRICS,
+            ref=args.ref,
+            n_boot=args.bootstrap,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"poolbench table: {err}", file=sys.stderr)
+        return 2
+    written = tables.write_outputs(table, Path(args.out or args.paths[0]), args.format)
+    print(written["table"].read_text())
+    print("wrote " + ", ".join(str(p) for p in written.values()))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    commands = {"table": table_command}
+    if not argv or argv[0] not in commands:
+        print(f"usage: poolbench {{{','.join(commands)}}} ...", file=sys.stderr)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Ablation tables from run folders: mean ± std over seeds, paired-bootstrap comparisons, plots.
+
+    poolbench table multirun/2026-11-25/12-00-00-abc123 [more folders] [--by pooling] [--format latex]
+
+Every job folder holds ``results.json`` and ``test_predictions.jsonl`` (see ``poolbench.train``); nothing here
+needs W&B, so a table can be rebuilt anywhere the folders are.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_METRICS = ("test/acc", "test/f1_macro")
+# config keys that never make two runs different experiments
+IGNORED = ("seed", "paths.", "hydra.", "callbacks.", "logger.", "trainer.enable_", "data.cache_dir", "resume",
+           "fail_fast", "optimized_metric", "encoder.name_or_path")  # fmt: skip
+
+
+@dataclass
+class Run:
+    folder: Path
+    results: dict
+    flat: dict = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.results.get("status") == "finished"
+
+    @property
+    def seed(self):
+        return self.results.get("config", {}).get("seed")
+
+    def predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, predictions) of the test split, in example order."""
+        rows = [json.loads(line) for line in (self.folder / "test_predictions.jsonl").read_text().splitlines()]
+        rows.sort(key=lambda r: r["idx"])
+        return np.array([r["label"] for r in rows]), np.array([r["pred"] for r in rows])
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        elif not isinstance(value, list):
+            out[name] = value
+    return out
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Every job under ``paths`` (folders searched recursively), finished or not."""
+    runs = []
+    for path in paths:
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such run folder: {path}")
+        files = [path] if path.name == "results.json" else sorted(path.rglob("results.json"))
+        for file in files:
+            if "wandb" in file.parts:
+                continue
+            results = json.loads(file.read_text())
+            flat = flatten(results.get("config", {}))
+            own = results.get("output_dir")  # settings that point into the run's own folder differ by nature
+            flat = {k: v for k, v in flat.items() if not (own and isinstance(v, str) and own in v)}
+            flat.update(results.get("choices") or {})  # `pooling`, `encoder`, `data`: the names users sweep
+            runs.append(Run(file.parent, results, flat))
+    if not runs:
+        raise FileNotFoundError(f"no results.json under {', '.join(map(str, paths))}")
+    return runs
+
+
+def varying_keys(runs: list[Run]) -> list[str]:
+    """Keys whose value differs between runs, seed and bookkeeping aside; group choices first."""
+    keys = sorted({k for r in runs for k in r.flat})
+    varying = [
+        k for k in keys
+        if not k.startswith(IGNORED) and len({json.dumps(r.flat.get(k), default=str) for r in runs}) > 1
+    ]  # fmt: skip
+    choices = [k for k in varying if "." not in k]
+    covered = {f"{c}." for c in choices}
+    return choices + [k for k in varying if "." in k and not k.startswith(tuple(covered))]
+
+
+def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """Macro-F1 along the last axis (works on a batch of resamples, shape (..., N))."""
+    scores = []
+    for c in range(num_classes):
+        tp = np.sum((labels == c) & (preds == c), axis=-1)
+        fp = np.sum((labels != c) & (preds == c), axis=-1)
+        fn = np.sum((labels == c) & (preds != c), axis=-1)
+        denom = 2 * tp + fp + fn
+        scores.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
+    return np.mean(scores, axis=0)
+
+
+def accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.mean(labels == preds, axis=-1)
+
+
+METRIC_FUNCTIONS = {"test/acc": accuracy, "test/f1_macro": macro_f1}
+
+
+@dataclass
+class Comparison:
+    diff: float
+    low: float
+    high: float
+    p_value: float
+    seeds: list
+
+    @property
+    def within_noise(self) -> bool:
+        return self.low <= 0 <= self.high
+
+
+def paired_bootstrap(
+    a: dict, b: dict, metric: str, num_classes: int, n_boot: int = 2000, seed: int = 0
+) -> Comparison | None:
+    """Difference ``b - a`` of a test metric, with a 95% CI and a two-sided p-value.
+
+    ``a`` and ``b`` map seed -> (labels, predictions). Only seeds both have are used; each resample draws one
+    set of test examples, applied to every seed of both rows, and the metric is averaged over seeds.
+    """
+    fn = METRIC_FUNCTIONS.get(metric)
+    shared = sorted(set(a) & set(b), key=str)
+    if fn is None or not shared:
+        return None
+    n = len(a[shared[0]][0])
+    for s in shared:
+        if len(a[s][0]) != n or len(b[s][0]) != n or not np.array_equal(a[s][0], b[s][0]):
+            raise ValueError(f"seed {s}: the two rows were not tested on the same examples")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n, size=(n_boot, n))
+    labels = a[shared[0]][0]
+    observed = np.mean([fn(labels, b[s][1], num_classes) - fn(labels, a[s][1], num_classes) for s in shared])
+    boot = np.mean(
+        [fn(labels[idx], b[s][1][idx], num_classes) - fn(labels[idx], a[s][1][idx], num_classes) for s in shared],
+        axis=0,
+    )
+    low, high = np.percentile(boot, [2.5, 97.5])
+    p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+    return Comparison(float(observed), float(low), float(high), float(p), shared)
+
+
+@dataclass
+class Row:
+    key: tuple
+    runs: list[Run]
+    stats: dict = field(default_factory=dict)  # metric -> (mean, std, n)
+    comparison: dict = field(default_factory=dict)  # metric -> Comparison | None
+
+    @property
+    def seeds(self) -> list:
+        return sorted({r.seed for r in self.runs}, key=str)
+
+
+@dataclass
+class Table:
+    by: list[str]
+    metrics: list[str]
+    rows: list[Row]
+    ref: Row | None
+    problems: list[str]  # incomplete or failed runs, listed, never dropped silently
+    notes: list[str]
+
+    def best(self, metric: str) -> Row | None:
+        rows = [r for r in self.rows if metric in r.stats]
+        return max(rows, key=lambda r: r.stats[metric][0]) if rows else None
+
+
+def build_table(
+    runs: list[Run],
+    by: list[str] | None = None,
+    metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
+    ref: str | None = None,
+    n_boot: int = 2000,
+) -> Table:
+    """Aggregate runs into rows of ``by`` keys; compare every row with the reference row."""
+    problems = [
+        f"{r.folder}: {r.results.get('status', '?')}"
+        + (f" ({r.results['error'].splitlines()[0]})" if r.results.get("error") else "")
+        for r in runs
+        if not r.finished
+    ]
+    done = [r for r in runs if r.finished]
+    if not done:
+        raise ValueError("no finished runs to tabulate:\n  " + "\n  ".join(problems))
+    by = list(by) if by else varying_keys(done)
+    groups: dict[tuple, list[Run]] = {}
+    for r in done:
+        groups.setdefault(tuple(r.flat.get(k) for k in by), []).append(r)
+    rows = [Row(key, members) for key, members in groups.items()]
+    for row in rows:
+        for m in metrics:
+            values = [r.results["metrics"][m] for r in row.runs if m in r.results.get("metrics", {})]
+            if values:
+                std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+                row.stats[m] = (float(np.mean(values)), std, len(values))
+    ref_row = _find_ref(rows, by, ref)
+    notes = []
+    if ref_row is not None:
+        ref_preds = _predictions(ref_row)
+        num_classes = len(ref_row.runs[0].results["confusion_matrix"]["labels"])
+        for row in rows:
+            if row is ref_row:
+                continue
+            preds = _predictions(row)
+            for m in metrics:
+                row.comparison[m] = paired_bootstrap(ref_preds, preds, m, num_classes, n_boot)
+            if set(row.seeds) != set(ref_row.seeds):
+                notes.append(
+                    f"{_label(by, row.key)} has seeds {row.seeds}, the reference {ref_row.seeds}: "
+                    "compared on the shared seeds only"
+                )
+    return Table(by, list(metrics), rows, ref_row, problems, notes)
+
+
+def _find_ref(rows: list[Row], by: list[str], ref: str | None) -> Row | None:
+    if not rows:
+        return None
+    if ref is None:
+        return rows[0]
+    wanted = dict(part.split("=", 1) for part in ref.split(","))
+    for row in rows:
+        values = dict(zip(by, row.key, strict=True))
+        if all(str(values.get(k)) == v for k, v in wanted.items()):
+            return row
+    raise ValueError(f"--ref {ref}: no row matches; rows are {[_label(by, r.key) for r in rows]}")
+
+
+def _predictions(row: Row) -> dict:
+    return {r.seed: r.predictions() for r in row.runs if (r.folder / "test_predictions.jsonl").exists()}
+
+
+def _label(by: list[str], key: tuple) -> str:
+    return ",".join(f"{k}={v}" for k, v in zip(by, key, strict=True)) or "all runs"
+
+
+# --- formats -------------------------------------------------------------------------------------------
+def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+    scale = 100 if pct else 1
+    header = [*table.by, "seeds"]
+    for m in table.metrics:
+        header += [m, f"Δ {m} [95% CI]", "p"]
+    body, bold = [], []
+    best = {m: table.best(m) for m in table.metrics}
+    for row in table.rows:
+        cells = [str(v) for v in row.key] + [str(len(row.seeds))]
+        marks = [False] * len(cells)
+        for m in table.metrics:
+            mean, std, _ = row.stats.get(m, (math.nan, math.nan, 0))
+            cells.append(f"{mean * scale:.2f} ± {std * scale:.2f}")
+            marks.append(best[m] is row)
+            comp = row.comparison.get(m)
+            if row is table.ref:
+                cells += ["(reference)", ""]
+            elif comp is None:
+                cells += ["n/a", ""]
+            else:
+                noise = " ~" if comp.within_noise else ""
+                cells += [f"{comp.diff * scale:+.2f} [{comp.low * scale:+.2f}, {comp.high * scale:+.2f}]{noise}",
+                          f"{comp.p_value:.3f}"]  # fmt: skip
+            marks += [False, False]
+        body.append(cells)
+        bold.append(marks)
+    return header, body, bold
+
+
+def to_markdown(table: Table) -> str:
+    header, body, bold = _cells(table)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for cells, marks in zip(body, bold, strict=True):
+        lines.append("| " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, marks, strict=True)) + " |")
+    lines.append("")
+    ref = _label(table.by, table.ref.key) if table.ref else "none"
+    lines.append(
+        f"Metrics in %, mean ± std over seeds; bold: best mean. Δ: difference to the reference ({ref}), "
+        "paired bootstrap over test examples pooled over shared seeds; ~ marks a 95% CI that contains 0 "
+        "(within noise)."
+    )
+    lines += [f"- note: {n}" for n in table.notes]
+    lines += [f"- not included (unfinished or failed): {p}" for p in table.problems]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    header = [*table.by, "seeds"]
+    for m in table.metrics:
+        header += [f"{m} mean", f"{m} std", f"{m} n", f"{m} diff", f"{m} ci_low", f"{m} ci_high", f"{m} p"]
+    writer.writerow(header)
+    for row in table.rows:
+        cells = [*row.key, len(row.seeds)]
+        for m in table.metrics:
+            mean, std, n = row.stats.get(m, (math.nan, math.nan, 0))
+            comp = row.comparison.get(m)
+            extra = [comp.diff, comp.low, comp.high, comp.p_value] if comp else ["", "", "", ""]
+            cells += [mean, std, n, *extra]
+        writer.writerow(cells)
+    return buf.getvalue()
+
+
+def to_latex(table: Table) -> str:
+    header, body, bold = _cells(table)
+
+    def esc(text: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+            text = text.replace(a, b)
+        return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("~", r"$\sim$")
+
+    lines = [r"\begin{tabular}{" + "l" * len(table.by) + "r" * (len(header) - len(table.by)) + "}", r"\toprule"]
+    lines.append(" & ".join(esc(h) for h in header) + r" \\")
+    lines.append(r"\midrule")
+    for cells, marks in zip(body, bold, strict=True):
+        lines.append(
+            " & ".join(r"\textbf{" + esc(c) + "}" if b else esc(c) for c, b in zip(cells, marks, strict=True)) + r" \\"
+        )
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
+FORMATS = {"markdown": (to_markdown, "md"), "csv": (to_csv, "csv"), "latex": (to_latex, "tex")}
+
+
+# --- plots ---------------------------------------------------------------------------------------------
+def plot_bars(table: Table, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [_label(table.by, r.key) for r in table.rows]
+    fig, axes = plt.subplots(1, len(table.metrics), figsize=(4 + 1.2 * len(labels), 4), squeeze=False)
+    for ax, m in zip(axes[0], table.metrics, strict=True):
+        means = [r.stats.get(m, (math.nan,))[0] * 100 for r in table.rows]
+        stds = [r.stats.get(m, (0, 0))[1] * 100 for r in table.rows]
+        ax.bar(range(len(labels)), means, yerr=stds, capsize=4, color="#4c72b0")
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_ylabel(f"{m} (%)")
+        low = min(v - s for v, s in zip(means, stds, strict=True))
+        ax.set_ylim(max(0, low - 5), None)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_confusions(table: Table, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(table.rows), figsize=(3.2 * len(table.rows), 3.4), squeeze=False)
+    for ax, row in zip(axes[0], table.rows, strict=True):
+        cm = np.sum([r.results["confusion_matrix"]["rows_true_cols_pred"] for r in row.runs], axis=0)
+        names = row.runs[0].results["confusion_matrix"]["labels"]
+        ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_title(_label(table.by, row.key), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(table: Table, out_dir: Path, fmt: str = "markdown") -> dict[str, Path]:
+    """The table in ``fmt`` plus the bar chart and confusion matrices, atomically, into ``out_dir``."""
+    from poolbench.record import atomic_write_text
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    render, ext = FORMATS[fmt]
+    written = {"table": out_dir / f"table.{ext}"}
+    atomic_write_text(written["table"], render(table))
+    written["bars"] = plot_bars(table, out_dir / "metrics.png")
+    written["confusion"] = plot_confusions(table, out_dir / "confusion.png")
+    return written
+
+
+if __name__ == "__main__":  # python -m poolbench.table PATH ...
+    import sys
+
+    from poolbench.cli import table_command
+
+    sys.exit(table_command())

@@ -1,0 +1,126 @@
+"""Ablation tables: exact aggregation, honest comparisons, every format, failed runs reported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, data_overrides
+
+from poolbench import table as tables
+from poolbench.cli import main as cli
+
+LABELS = ["neg", "pos"]
+
+
+def write_run(
+    folder: Path, pooling: str, seed: int, acc: float, preds: list[int], labels: list[int], status="finished"
+):
+    folder.mkdir(parents=True)
+    results = {
+        "status": status,
+        "choices": {"pooling": pooling, "encoder": "tiny_bert"},
+        "config": {"seed": seed, "pooling": {"_target_": pooling}, "model": {"lr": 1e-3}},
+        "metrics": {"test/acc": acc, "test/f1_macro": acc - 0.1},
+        "confusion_matrix": {"labels": LABELS, "rows_true_cols_pred": [[3, 1], [1, 3]]},
+    }
+    if status != "finished":
+        results = {**results, "metrics": {}, "error": "RuntimeError: boom"}
+    (folder / "results.json").write_text(json.dumps(results))
+    lines = [json.dumps({"idx": i, "label": y, "pred": p}) for i, (y, p) in enumerate(zip(labels, preds, strict=True))]
+    (folder / "test_predictions.jsonl").write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    """cls: acc 0.60/0.70/0.80 over seeds 1-3; mean: 0.90/0.90/0.93; one failed run."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400).tolist()
+    for seed, (a_cls, a_mean) in enumerate([(0.6, 0.9), (0.7, 0.9), (0.8, 0.93)], start=1):
+        weak = [y if rng.random() < 0.6 else 1 - y for y in labels]
+        strong = [y if rng.random() < 0.95 else 1 - y for y in labels]
+        write_run(tmp_path / "s" / f"cls{seed}", "cls", seed, a_cls, weak, labels)
+        write_run(tmp_path / "s" / f"mean{seed}", "mean", seed, a_mean, strong, labels)
+    write_run(tmp_path / "s" / "max1", "max", 1, 0.0, labels, labels, status="failed")
+    return tmp_path / "s"
+
+
+def test_aggregation_is_exact(sweep):
+    table = tables.build_table(tables.find_runs([sweep]), ref="pooling=cls", n_boot=200)
+    assert table.by == ["pooling"]  # what varies, seed aside
+    rows = {r.key: r for r in table.rows}
+    mean, std, n = rows[("cls",)].stats["test/acc"]
+    assert (mean, n) == (pytest.approx(0.7), 3) and std == pytest.approx(0.1)  # sample std (ddof=1)
+    assert rows[("mean",)].stats["test/acc"][0] == pytest.approx(0.91)
+    assert table.best("test/acc") is rows[("mean",)]
+    assert table.problems == [f"{sweep / 'max1'}: failed (RuntimeError: boom)"]
+
+
+def test_paired_bootstrap_on_known_answers():
+    labels = np.array([0, 1] * 100)
+    same = {1: (labels, labels.copy()), 2: (labels, 1 - labels)}
+    comp = tables.paired_bootstrap(same, same, "test/acc", 2, n_boot=300)
+    assert (comp.diff, comp.low, comp.high, comp.p_value) == (0.0, 0.0, 0.0, 1.0) and comp.within_noise
+    worse = {1: (labels, np.where(np.arange(200) < 60, 1 - labels, labels))}  # 70% correct
+    better = {1: (labels, labels.copy())}  # 100% correct
+    comp = tables.paired_bootstrap(worse, better, "test/acc", 2, n_boot=500)
+    assert comp.diff == pytest.approx(0.3) and comp.low > 0.2 and comp.p_value < 0.01
+    assert tables.paired_bootstrap(worse, {7: better[1]}, "test/acc", 2) is None  # no shared seed
+
+
+def test_macro_f1_matches_a_hand_computation():
+    labels, preds = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0])
+    # class 0: tp1 fp1 fn1 -> 0.5; class 1: tp2 fp1 fn0 -> 0.8; class 2: tp0 fn1 -> 0
+    assert tables.macro_f1(labels, preds, 3) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+
+
+def test_markdown_marks_the_best_and_says_what_is_noise(sweep):
+    text = tables.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=200))
+    assert "| cls | 3 | 70.00 ± 10.00 | (reference) |" in text
+    assert "**91.00 ± 1.73**" in text
+    assert "not included (unfinished or failed)" in text and "max1" in text
+
+
+def test_csv_round_trips_and_latex_is_booktabs(sweep):
+    table = tables.build_table(tables.find_runs([sweep]), n_boot=200)
+    rows = list(csv.DictReader(io.StringIO(tables.to_csv(table))))
+    assert [r["pooling"] for r in rows] == ["cls", "mean"]
+    assert float(rows[1]["test/acc mean"]) == pytest.approx(0.91) and rows[1]["test/acc n"] == "3"
+    assert float(rows[1]["test/acc ci_low"]) <= float(rows[1]["test/acc diff"]) <= float(rows[1]["test/acc ci_high"])
+    latex = tables.to_latex(table)
+    assert latex.startswith(r"\begin{tabular}{lrrrrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
+    assert latex.count(r"\\") == 3 and r"\textbf{91.00 $\pm$ 1.73}" in latex and "test/f1\\_macro" in latex
+
+
+def test_cli_writes_table_and_plots(sweep, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert cli(["table", str(sweep), "--format", "csv", "--out", str(out), "--ref", "pooling=mean"]) == 0
+    assert (out / "table.csv").read_text().startswith("pooling,seeds,")
+    for png in ("metrics.png", "confusion.png"):
+        data = (out / png).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 1000
+    assert cli(["table", str(tmp_path / "nothing-here")]) == 2
+    assert "no such run folder" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_tiny_sweep_then_the_table(tmp_path, csv_data, cache_dir):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir))
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "train.py", "-m", "pooling=cls,mean", "seed=1,2", "encoder=tiny_bert", "logger=none",
+           *data_overrides(csv_data), "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+           f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    assert subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True).returncode == 0
+    done = subprocess.run([sys.executable, "-m", "poolbench.table", str(sweep)], env=env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| pooling | seeds |" in done.stdout and "| cls | 2 |" in done.stdout and "| mean | 2 |" in done.stdout
+    assert (sweep / "table.md").exists() and (sweep / "metrics.png").exists()
