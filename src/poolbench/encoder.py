@@ -41,49 +41,37 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
 
 
-def random_bert(
-    vocab_size: int = 30522,
-    hidden_size: int = 32,
-    num_hidden_layers: int = 2,
-    num_attention_heads: int = 2,
-    intermediate_size: int = 64,
-    max_position_embeddings: int = 512,
-) -> nn.Module:
-    """A small randomly initialised BERT (NOT pretrained): for tests and smoke runs."""
+# the sizes of the tiny test encoders (the YAML files under conf/encoder/ can override each one)
+TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def random_bert(vocab_size: int = 30522, max_position_embeddings: int = 512, **sizes) -> nn.Module:
+    """A small randomly initialised BERT (NOT pretrained): for tests and smoke runs.
+
+    Args:
+        sizes: ``BertConfig`` sizes, on top of ``TINY_SIZES``.
+    """
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings,
-    )
+    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, **TINY_SIZES | sizes)
     return BertModel(config)
 
 
-def random_roberta(
-    vocab_size: int = 1000,
-    hidden_size: int = 32,
-    num_hidden_layers: int = 2,
-    num_attention_heads: int = 2,
-    intermediate_size: int = 64,
-    max_position_embeddings: int = 514,
-) -> nn.Module:
-    """A small randomly initialised RoBERTa (NOT pretrained): for tests and smoke runs."""
+def random_roberta(vocab_size: int = 1000, max_position_embeddings: int = 514, **sizes) -> nn.Module:
+    """A small randomly initialised RoBERTa (NOT pretrained), with RoBERTa's special-token ids.
+
+    Args:
+        sizes: ``RobertaConfig`` sizes, on top of ``TINY_SIZES``.
+    """
     from transformers import RobertaConfig, RobertaModel
 
     config = RobertaConfig(
         vocab_size=vocab_size,
-        hidden_size=hidden_size,
-        num_hidden_layers=num_hidden_layers,
-        num_attention_heads=num_attention_heads,
-        intermediate_size=intermediate_size,
-        max_position_embeddings=max_position_embeddings,
+        max_position_embeddings=max_position_embeddings,  # RoBERTa's positions start after the padding id
         pad_token_id=1,
         bos_token_id=0,
         eos_token_id=2,
+        **TINY_SIZES | sizes,
     )
     return RobertaModel(config)
 
