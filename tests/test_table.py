@@ -124,3 +124,18 @@ def test_a_tiny_sweep_then_the_table(tmp_path, csv_data, cache_dir):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| pooling | seeds |" in done.stdout and "| cls | 2 |" in done.stdout and "| mean | 2 |" in done.stdout
     assert (sweep / "table.md").exists() and (sweep / "metrics.png").exists()
+
+
+def test_the_table_is_logged_to_wandb_as_a_summary_run(sweep, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    table = tables.build_table(tables.find_runs([sweep]), n_boot=100)
+    written = tables.write_outputs(table, tmp_path / "report")
+    run_id = tables.log_to_wandb(table, written)
+    (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
+    from test_train import wandb_summary
+
+    summary = wandb_summary(run_dir)
+    assert summary["name"] == "ablation-table" and summary["state"] == "finished"
+    assert {"ablation/table", "ablation/metrics", "ablation/confusion"} <= set(summary["summary"])

@@ -21,6 +21,10 @@ def table_command(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=sorted(tables.FORMATS), default="markdown")
     parser.add_argument("--out", help="folder for table, bar chart and confusion matrices (default: first path)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument(
+        "--log-wandb", action="store_true", help="also log the table and plots to a summary run of the sweep's group"
+    )
+    parser.add_argument("--project", default="poolbench", help="W&B project for --log-wandb")
     args = parser.parse_args(argv)
     try:
         runs = tables.find_runs(args.paths)
@@ -37,6 +41,9 @@ def table_command(argv: list[str] | None = None) -> int:
     written = tables.write_outputs(table, Path(args.out or args.paths[0]), args.format)
     print(written["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in written.values()))
+    if args.log_wandb:
+        run_id = tables.log_to_wandb(table, written, project=args.project)
+        print(f"logged to W&B run {run_id} (project {args.project})")
     return 0
 
 

@@ -390,6 +390,39 @@ def write_outputs(table: Table, out_dir: Path, fmt: str = "markdown") -> dict[st
     return written
 
 
+def log_to_wandb(table: Table, written: dict[str, Path], project: str = "poolbench", mode: str | None = None) -> str:
+    """Log the table (``wandb.Table``) and its plots to a summary run in the sweep's W&B group; return its id.
+
+    The group is the one the sweep's runs were logged under (their ``results.json`` says it), so the summary
+    sits next to them in the W&B UI. Works offline too (then ``wandb sync`` it like any run).
+    """
+    import wandb
+
+    from poolbench.resolvers import wandb_mode
+
+    groups = sorted({r.results.get("group") for row in table.rows for r in row.runs if r.results.get("group")})
+    header, body, _ = _cells(table)
+    run = wandb.init(
+        project=project,
+        group=groups[0] if len(groups) == 1 else None,
+        job_type="summary",
+        name="ablation-table",
+        mode=mode or wandb_mode(),
+        config={"by": table.by, "metrics": table.metrics, "groups": groups},
+    )
+    try:
+        run.log(
+            {
+                "ablation/table": wandb.Table(columns=header, data=body),
+                "ablation/metrics": wandb.Image(str(written["bars"])),
+                "ablation/confusion": wandb.Image(str(written["confusion"])),
+            }
+        )
+        return run.id
+    finally:
+        run.finish()
+
+
 if __name__ == "__main__":  # python -m poolbench.table PATH ...
     import sys
 
