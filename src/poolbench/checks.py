@@ -61,7 +61,7 @@ def problems(cfg: DictConfig) -> list[str]:
         path = value(key)
         if isinstance(path, str) and path:
             check(Path(path).expanduser().is_file(), key, f"file {path!r} does not exist")
-    if value("data._target_") == "poolbench.data.FilesDataModule":
+    if str(value("data._target_")).endswith("FilesDataModule"):
         check(value("data.train") not in (None, ""), "data.train", "data=csv needs a training file")
     return found
 
