@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, data_overrides
 
+from poolbench import report
 from poolbench import table as tables
 from poolbench.cli import main as cli
 
@@ -82,7 +83,7 @@ def test_macro_f1_matches_a_hand_computation():
 
 
 def test_markdown_marks_the_best_and_says_what_is_noise(sweep):
-    text = tables.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=200))
+    text = report.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=200))
     assert "| cls | 3 | 70.00 ± 10.00 | (reference) |" in text
     assert "**91.00 ± 1.73**" in text
     assert "not included (unfinished or failed)" in text and "max1" in text
@@ -90,11 +91,11 @@ def test_markdown_marks_the_best_and_says_what_is_noise(sweep):
 
 def test_csv_round_trips_and_latex_is_booktabs(sweep):
     table = tables.build_table(tables.find_runs([sweep]), n_boot=200)
-    rows = list(csv.DictReader(io.StringIO(tables.to_csv(table))))
+    rows = list(csv.DictReader(io.StringIO(report.to_csv(table))))
     assert [r["pooling"] for r in rows] == ["cls", "mean"]
     assert float(rows[1]["test/acc mean"]) == pytest.approx(0.91) and rows[1]["test/acc n"] == "3"
     assert float(rows[1]["test/acc ci_low"]) <= float(rows[1]["test/acc diff"]) <= float(rows[1]["test/acc ci_high"])
-    latex = tables.to_latex(table)
+    latex = report.to_latex(table)
     assert latex.startswith(r"\begin{tabular}{lrrrrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
     assert latex.count(r"\\") == 3 and r"\textbf{91.00 $\pm$ 1.73}" in latex and "test/f1\\_macro" in latex
 
@@ -131,8 +132,8 @@ def test_the_table_is_logged_to_wandb_as_a_summary_run(sweep, tmp_path, monkeypa
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     table = tables.build_table(tables.find_runs([sweep]), n_boot=100)
-    written = tables.write_outputs(table, tmp_path / "report")
-    run_id = tables.log_to_wandb(table, written)
+    written = report.write_outputs(table, tmp_path / "report")
+    run_id = report.log_to_wandb(table, written)
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
     from test_train import wandb_summary
 

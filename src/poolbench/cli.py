@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def table_command(argv: list[str] | None = None) -> int:
+    from poolbench import report
     from poolbench import table as tables
 
     parser = argparse.ArgumentParser(
@@ -18,7 +19,7 @@ def table_command(argv: list[str] | None = None) -> int:
     parser.add_argument("--by", help="comma-separated row keys (default: what varies across the runs but seed)")
     parser.add_argument("--metric", action="append", help="metric column(s), default test/acc and test/f1_macro")
     parser.add_argument("--ref", help="reference row for the comparisons, e.g. pooling=cls (default: the first)")
-    parser.add_argument("--format", choices=sorted(tables.FORMATS), default="markdown")
+    parser.add_argument("--format", choices=sorted(report.FORMATS), default="markdown")
     parser.add_argument("--out", help="folder for table, bar chart and confusion matrices (default: first path)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument(
@@ -38,11 +39,11 @@ def table_command(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"poolbench table: {err}", file=sys.stderr)
         return 2
-    written = tables.write_outputs(table, Path(args.out or args.paths[0]), args.format)
+    written = report.write_outputs(table, Path(args.out or args.paths[0]), args.format)
     print(written["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in written.values()))
     if args.log_wandb:
-        run_id = tables.log_to_wandb(table, written, project=args.project)
+        run_id = report.log_to_wandb(table, written, project=args.project)
         print(f"logged to W&B run {run_id} (project {args.project})")
     return 0
 
