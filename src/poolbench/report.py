@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poolbench.table import Table, _label
+from poolbench.table import Table, row_label
 
 
 def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], list[list[bool]]]:
@@ -47,7 +47,7 @@ def to_markdown(table: Table) -> str:
     for cells, marks in zip(body, bold, strict=True):
         lines.append("| " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, marks, strict=True)) + " |")
     lines.append("")
-    ref = _label(table.by, table.ref.key) if table.ref else "none"
+    ref = row_label(table.by, table.ref.key) if table.ref else "none"
     lines.append(
         f"Metrics in %, mean ± std over seeds; bold: best mean. Δ: difference to the reference ({ref}), "
         "paired bootstrap over test examples pooled over shared seeds; ~ marks a 95% CI that contains 0 "
@@ -105,7 +105,7 @@ def plot_bars(table: Table, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [_label(table.by, r.key) for r in table.rows]
+    labels = [row_label(table.by, r.key) for r in table.rows]
     fig, axes = plt.subplots(1, len(table.metrics), figsize=(4 + 1.2 * len(labels), 4), squeeze=False)
     for ax, m in zip(axes[0], table.metrics, strict=True):
         means = [r.stats.get(m, (math.nan,))[0] * 100 for r in table.rows]
@@ -137,7 +137,7 @@ def plot_confusions(table: Table, path: Path) -> Path:
                 ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set_title(_label(table.by, row.key), fontsize=8)
+        ax.set_title(row_label(table.by, row.key), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

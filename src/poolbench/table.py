@@ -214,7 +214,7 @@ def build_table(
                 row.comparison[m] = paired_bootstrap(ref_preds, preds, m, num_classes, n_boot)
             if set(row.seeds) != set(ref_row.seeds):
                 notes.append(
-                    f"{_label(by, row.key)} has seeds {row.seeds}, the reference {ref_row.seeds}: "
+                    f"{row_label(by, row.key)} has seeds {row.seeds}, the reference {ref_row.seeds}: "
                     "compared on the shared seeds only"
                 )
     return Table(by, list(metrics), rows, ref_row, problems, notes)
@@ -230,14 +230,14 @@ def _find_ref(rows: list[Row], by: list[str], ref: str | None) -> Row | None:
         values = dict(zip(by, row.key, strict=True))
         if all(str(values.get(k)) == v for k, v in wanted.items()):
             return row
-    raise ValueError(f"--ref {ref}: no row matches; rows are {[_label(by, r.key) for r in rows]}")
+    raise ValueError(f"--ref {ref}: no row matches; rows are {[row_label(by, r.key) for r in rows]}")
 
 
 def _predictions(row: Row) -> dict:
     return {r.seed: r.predictions() for r in row.runs if (r.folder / "test_predictions.jsonl").exists()}
 
 
-def _label(by: list[str], key: tuple) -> str:
+def row_label(by: list[str], key: tuple) -> str:
     return ",".join(f"{k}={v}" for k, v in zip(by, key, strict=True)) or "all runs"
 
 
