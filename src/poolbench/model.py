@@ -90,6 +90,7 @@ class PoolingClassifier(pl.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(num_labels)
         self.test_predictions: list[dict] = []  # filled by the last test run, one dict per example
         self._tokens = torch.zeros(2, dtype=torch.long)  # (real, padded) training tokens this epoch
+        self._resume_rng_state: torch.Tensor | None = None  # set when a checkpoint is loaded to resume
         self.test_confusion_matrix: torch.Tensor | None = None  # rows: true class, columns: predicted
 
     def train(self, mode: bool = True) -> PoolingClassifier:
@@ -127,9 +128,8 @@ class PoolingClassifier(pl.LightningModule):
             self._tokens = checkpoint["epoch_tokens"].clone()
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        state = getattr(self, "_resume_rng_state", None)
-        if state is not None:
-            torch.set_rng_state(state)
+        if self._resume_rng_state is not None:
+            torch.set_rng_state(self._resume_rng_state)
             self._resume_rng_state = None
 
     def on_train_epoch_start(self) -> None:
