@@ -105,13 +105,14 @@ def plot_bars(table: Table, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [row_label(table.by, r.key) for r in table.rows]
+    labels = [" / ".join(map(str, r.key)) or "all runs" for r in table.rows]  # values only: short ticks
     fig, axes = plt.subplots(1, len(table.metrics), figsize=(4 + 1.2 * len(labels), 4), squeeze=False)
     for ax, m in zip(axes[0], table.metrics, strict=True):
         means = [r.stats.get(m, (math.nan,))[0] * 100 for r in table.rows]
         stds = [r.stats.get(m, (0, 0))[1] * 100 for r in table.rows]
         ax.bar(range(len(labels)), means, yerr=stds, capsize=4, color="#4c72b0")
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        ax.set_xlabel(" / ".join(table.by))
         ax.set_ylabel(f"{m} (%)")
         low = min(v - s for v, s in zip(means, stds, strict=True))
         ax.set_ylim(max(0, low - 5), None)
@@ -137,7 +138,7 @@ def plot_confusions(table: Table, path: Path) -> Path:
                 ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
-        ax.set_title(row_label(table.by, row.key), fontsize=8)
+        ax.set_title(" / ".join(map(str, row.key)) or "all runs", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -77,10 +77,12 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
 def varying_keys(runs: list[Run]) -> list[str]:
     """Keys whose value differs between runs, seed and bookkeeping aside; group choices first."""
     keys = sorted({k for r in runs for k in r.flat})
-    varying = [
-        k for k in keys
-        if not k.startswith(IGNORED) and len({json.dumps(r.flat.get(k), default=str) for r in runs}) > 1
-    ]  # fmt: skip
+
+    def varies(k: str) -> bool:
+        return len({json.dumps(r.flat.get(k), default=str) for r in runs}) > 1
+
+    # a group's `_target_` follows its choice (`pooling`, ...), which is already a column
+    varying = [k for k in keys if not k.startswith(IGNORED) and not k.endswith("_target_") and varies(k)]
     choices = [k for k in varying if "." not in k]
     covered = {f"{c}." for c in choices}
     return choices + [k for k in varying if "." in k and not k.startswith(tuple(covered))]
