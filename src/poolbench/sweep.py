@@ -21,7 +21,11 @@ log = logging.getLogger(__name__)
 
 
 def expand_sweep(task_overrides: list[str]) -> list[list[str]]:
-    """The override list of every job of a basic sweep (the cartesian product of the swept values)."""
+    """The override list of every job of a basic sweep (the cartesian product of the swept values).
+
+    Uses the basic sweeper's own expansion (a Hydra internal, pinned by hydra-core<1.4) so that the jobs
+    checked are exactly the jobs that will run.
+    """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
