@@ -140,3 +140,10 @@ def test_the_table_is_logged_to_wandb_as_a_summary_run(sweep, tmp_path, monkeypa
     summary = wandb_summary(run_dir)
     assert summary["name"] == "ablation-table" and summary["state"] == "finished"
     assert {"ablation/table", "ablation/metrics", "ablation/confusion"} <= set(summary["summary"])
+
+
+def test_jobs_are_read_in_sweep_order(tmp_path):
+    labels = [0, 1, 0, 1]
+    for job, pooling in ((10, "max"), (2, "mean"), (1, "cls")):
+        write_run(tmp_path / "sweep" / str(job), pooling, 1, 0.5, labels, labels)
+    assert [r.folder.name for r in tables.find_runs([tmp_path / "sweep"])] == ["1", "2", "10"]

@@ -9,6 +9,7 @@ needs W&B, so a table can be rebuilt anywhere the folders are.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such run folder: {path}")
-        files = [path] if path.name == "results.json" else sorted(path.rglob("results.json"))
+        files = [path] if path.name == "results.json" else sorted(path.rglob("results.json"), key=_natural)
         for file in files:
             if "wandb" in file.parts:
                 continue
@@ -72,6 +73,11 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     if not runs:
         raise FileNotFoundError(f"no results.json under {', '.join(map(str, paths))}")
     return runs
+
+
+def _natural(path: Path) -> list:
+    """Sort key that puts job folder 2 before 10 (Hydra numbers a sweep's jobs 0, 1, 2, ...)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]
 
 
 def varying_keys(runs: list[Run]) -> list[str]:
