@@ -147,3 +147,15 @@ def test_jobs_are_read_in_sweep_order(tmp_path):
     for job, pooling in ((10, "max"), (2, "mean"), (1, "cls")):
         write_run(tmp_path / "sweep" / str(job), pooling, 1, 0.5, labels, labels)
     assert [r.folder.name for r in tables.find_runs([tmp_path / "sweep"])] == ["1", "2", "10"]
+
+
+def test_archive_keeps_what_the_table_needs_and_drops_the_texts(sweep, tmp_path):
+    for preds in sweep.rglob("test_predictions.jsonl"):  # as written by train.py: with the texts
+        rows = [{**json.loads(line), "text": "a private sentence"} for line in preds.read_text().splitlines()]
+        preds.write_text("\n".join(map(json.dumps, rows)) + "\n")
+    assert cli(["archive", str(sweep), str(tmp_path / "copy")]) == 0
+    copied = list((tmp_path / "copy").rglob("test_predictions.jsonl"))
+    assert len(copied) == 7 and all("private" not in p.read_text() for p in copied)
+    original = report.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=100))
+    again = report.to_markdown(tables.build_table(tables.find_runs([tmp_path / "copy"]), n_boot=100))
+    assert again.split("- not included")[0] == original.split("- not included")[0]

@@ -1,4 +1,4 @@
-"""The ``poolbench`` command: ``poolbench table RUN_FOLDER... [options]``."""
+"""The ``poolbench`` command: ``poolbench table RUN_FOLDER... [options]``, ``poolbench archive SWEEP DEST``."""
 
 from __future__ import annotations
 
@@ -48,9 +48,40 @@ def table_command(argv: list[str] | None = None) -> int:
     return 0
 
 
+def archive_command(argv: list[str] | None = None) -> int:
+    """Copy a sweep's records into a small folder that can be committed: results.json and the test predictions
+    without the texts (data sets' texts stay out of repositories). `poolbench table` reads the copy."""
+    import json
+    import shutil
+
+    parser = argparse.ArgumentParser(prog="poolbench archive", description=archive_command.__doc__)
+    parser.add_argument("source", help="a run or sweep folder")
+    parser.add_argument("dest", help="where the copy goes (e.g. experiments/<study>/runs)")
+    args = parser.parse_args(argv)
+    source, dest = Path(args.source), Path(args.dest)
+    results = sorted(source.rglob("results.json"))
+    if not results:
+        print(f"poolbench archive: no results.json under {source}", file=sys.stderr)
+        return 2
+    for file in results:
+        if "wandb" in file.parts:
+            continue
+        target = dest / file.parent.relative_to(source)
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(file, target / "results.json")
+        preds = file.parent / "test_predictions.jsonl"
+        if preds.exists():
+            keep = ("idx", "label", "pred")
+            rows = [json.loads(line) for line in preds.read_text().splitlines() if line]
+            lines = [json.dumps({k: r[k] for k in keep}) for r in rows]
+            (target / "test_predictions.jsonl").write_text("\n".join(lines) + "\n")
+    print(f"archived {len(results)} run(s) from {source} into {dest}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"table": table_command}
+    commands = {"table": table_command, "archive": archive_command}
     if not argv or argv[0] not in commands:
         print(f"usage: poolbench {{{','.join(commands)}}} ...", file=sys.stderr)
         return 2
