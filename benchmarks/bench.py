@@ -207,14 +207,10 @@ def trainer_epoch(tokenizer, train, path, args):
         BertForSequenceClassification,
         DataCollatorWithPadding,
         Trainer,
-        TrainerCallback,
         TrainingArguments,
     )
 
     counts = {"real": 0, "total": 0}
-
-    class Count(TrainerCallback):
-        pass
 
     collator = DataCollatorWithPadding(tokenizer)
 
@@ -236,7 +232,6 @@ def trainer_epoch(tokenizer, train, path, args):
             args=targs,
             train_dataset=train.remove_columns(["idx", "length"]),
             data_collator=counting_collator,
-            callbacks=[Count()],
         )
         t0 = time.perf_counter()
         trainer.train()
