@@ -159,3 +159,91 @@ def test_archive_keeps_what_the_table_needs_and_drops_the_texts(sweep, tmp_path)
     original = report.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=100))
     again = report.to_markdown(tables.build_table(tables.find_runs([tmp_path / "copy"]), n_boot=100))
     assert again.split("- not included")[0] == original.split("- not included")[0]
+
+
+class FakeFile:
+    def __init__(self, name: str, local: Path):
+        self.name, self.local = name, local
+
+    def download(self, root: str = ".", replace: bool = False, exist_ok: bool = False):
+        target = Path(root) / self.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(self.local.read_bytes())
+
+
+class FakeWandbRun:
+    """What `wandb.Api().runs(...)` yields: id, name, state, group, config, summary, files()."""
+
+    def __init__(self, run_id: str, folder: Path | None, group: str, state="finished", config=None, summary=None):
+        self.id, self.name, self.state, self.group = run_id, f"job-{run_id}", state, group
+        self.config, self.summary, self.folder = config or {}, summary or {}, folder
+
+    def files(self):
+        if self.folder is None:
+            return []
+        return [FakeFile(f"poolbench/{p.name}", p) for p in sorted(self.folder.iterdir())] + [
+            FakeFile("output.log", self.folder / "results.json")
+        ]
+
+
+class FakeApi:
+    def __init__(self, runs):
+        self._runs, self.calls = runs, []
+
+    def runs(self, path, filters=None):
+        self.calls.append((path, filters))
+        return [r for r in self._runs if not filters or r.group == filters.get("group")]
+
+
+def test_the_table_from_wandb_is_the_table_from_the_folders(sweep, tmp_path):
+    """Each job attaches its records to its W&B run; read back with the public API they give the same table."""
+    folders = sorted(p.parent for p in sweep.rglob("results.json"))
+    api = FakeApi([FakeWandbRun(f"id{i}", f, "sweep-a") for i, f in enumerate(folders)]
+                  + [FakeWandbRun("other", folders[0], "sweep-b")])  # fmt: skip
+    runs = tables.find_wandb_runs("me/poolbench", group="sweep-a", cache=tmp_path / "cache", api=api)
+    assert api.calls == [("me/poolbench", {"group": "sweep-a"})] and len(runs) == len(folders)
+    from_wandb = tables.build_table(runs, ref="pooling=cls", n_boot=300)
+    from_folders = tables.build_table(tables.find_runs([sweep]), ref="pooling=cls", n_boot=300)
+    assert (
+        report.to_markdown(from_wandb).split("- not included")[0]
+        == (report.to_markdown(from_folders).split("- not included")[0])
+    )
+    (failed,) = from_wandb.problems  # the failed job is listed, named by its W&B run
+    assert failed.startswith("wandb:me/poolbench/") and "failed (RuntimeError: boom)" in failed
+
+
+def test_runs_logged_without_records_come_from_config_and_summary(tmp_path):
+    runs = [
+        FakeWandbRun(f"r{seed}{p}", None, "g", config={"seed": seed, "pooling": {"name": p, "_target_": p}},
+                     summary={"test/acc": acc, "_step": 10, "test/confusion_matrix": {"_type": "table"}})
+        for p, accs in (("cls", (0.5, 0.7)), ("mean", (0.8, 0.9))) for seed, acc in enumerate(accs)
+    ] + [FakeWandbRun("crash", None, "g", state="crashed", config={"seed": 0, "pooling": {"name": "max"}})]  # fmt: skip
+    table = tables.build_table(tables.find_wandb_runs("me/p", cache=tmp_path, api=FakeApi(runs)), metrics=["test/acc"])
+    rows = {r.key: r.stats["test/acc"] for r in table.rows}
+    assert table.by == ["pooling"]
+    assert rows[("cls",)] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1), 2))
+    assert rows[("mean",)] == pytest.approx((0.85, np.std([0.8, 0.9], ddof=1), 2))
+    assert any("crash" in p and "failed" in p for p in table.problems)
+    assert any("no paired comparisons" in n for n in table.notes)
+
+
+def test_cli_reads_wandb_and_says_what_went_wrong(sweep, tmp_path, monkeypatch, capsys):
+    import wandb
+
+    folders = sorted(p.parent for p in sweep.rglob("results.json"))
+    monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(wandb, "Api", lambda: FakeApi([FakeWandbRun(str(i), f, "g") for i, f in enumerate(folders)]))
+    out = tmp_path / "out"
+    assert cli(["table", "--wandb", "me/poolbench", "--group", "g", "--out", str(out), "--bootstrap", "100"]) == 0
+    assert "| cls | 3 |" in capsys.readouterr().out and (out / "table.md").exists()
+    assert cli(["table", "--wandb", "me/poolbench", "--group", "nope", "--out", str(out)]) == 2
+    assert "no W&B runs in me/poolbench with group 'nope'" in capsys.readouterr().err
+
+    def refuse():
+        raise RuntimeError("api_key not configured")
+
+    monkeypatch.setattr(wandb, "Api", refuse)
+    assert cli(["table", "--wandb", "me/poolbench"]) == 2
+    assert "could not read runs from W&B me/poolbench: RuntimeError: api_key not configured" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli(["table", str(sweep), "--wandb", "me/poolbench"])  # one source, not both

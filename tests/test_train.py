@@ -74,6 +74,10 @@ def test_five_pooling_multirun_gives_one_record_and_one_wandb_run_per_job(tmp_pa
         assert summary["config"]["pooling"]["name"] == pooling
         assert summary["name"] == f"pooling={pooling}"
         assert "test/f1_macro" in summary["summary"]
+        # the run carries the job's record, so that `poolbench table --wandb` can rebuild the table
+        attached = runs[0] / "files" / "poolbench"
+        assert json.loads((attached / "results.json").read_text()) == results
+        assert (attached / "test_predictions.jsonl").read_text().count("\n") == results["num_examples"]["test"]
         seen[pooling] = summary["run_id"]
     assert sorted(seen) == ["attention", "cls", "max", "mean", "pooler"]
     assert len(set(seen.values())) == 5  # five distinct W&B runs

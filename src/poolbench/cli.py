@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -15,7 +16,9 @@ def table_command(argv: list[str] | None = None) -> int:
         prog="poolbench table",
         description="Aggregate run folders (a sweep, several sweeps, nested) into an ablation table.",
     )
-    parser.add_argument("paths", nargs="+", help="run or sweep folders (searched for results.json)")
+    parser.add_argument("paths", nargs="*", help="run or sweep folders (searched for results.json)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs from W&B instead (wandb.Api)")
+    parser.add_argument("--group", help="with --wandb: only the runs of this W&B group (one sweep)")
     parser.add_argument("--by", help="comma-separated row keys (default: what varies across the runs but seed)")
     parser.add_argument("--metric", action="append", help="metric column(s), default test/acc and test/f1_macro")
     parser.add_argument("--ref", help="reference row for the comparisons, e.g. pooling=cls (default: the first)")
@@ -27,8 +30,12 @@ def table_command(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--project", default="poolbench", help="W&B project for --log-wandb")
     args = parser.parse_args(argv)
+    if bool(args.paths) == bool(args.wandb):
+        parser.error("give run folders or --wandb ENTITY/PROJECT (one of the two)")
+    if args.group and not args.wandb:
+        parser.error("--group needs --wandb")
     try:
-        runs = tables.find_runs(args.paths)
+        runs = tables.find_runs(args.paths) if args.paths else _wandb_runs(args.wandb, args.group)
         table = tables.build_table(
             runs,
             by=args.by.split(",") if args.by else None,
@@ -39,7 +46,10 @@ def table_command(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"poolbench table: {err}", file=sys.stderr)
         return 2
-    written = report.write_outputs(table, Path(args.out or args.paths[0]), args.format)
+    # default: next to the runs; for W&B runs, tables/<group or project>
+    wandb_out = Path("tables", re.sub(r"[^\w.-]+", "_", args.group or args.wandb or ""))
+    out = args.out or (args.paths[0] if args.paths else wandb_out)
+    written = report.write_outputs(table, Path(out), args.format)
     print(written["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in written.values()))
     if args.log_wandb:
@@ -48,11 +58,23 @@ def table_command(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _wandb_runs(path: str, group: str | None):
+    from poolbench import table as tables
+
+    if path.count("/") != 1:
+        raise ValueError(f"--wandb {path}: expected ENTITY/PROJECT")
+    try:
+        return tables.find_wandb_runs(path, group)
+    except (FileNotFoundError, ValueError):
+        raise
+    except Exception as err:  # no key, no network, no such project: say which
+        raise ValueError(f"could not read runs from W&B {path}: {type(err).__name__}: {err}") from err
+
+
 def archive_command(argv: list[str] | None = None) -> int:
     """Copy a sweep's records into a small folder that can be committed: results.json and the test predictions
     without the texts (data sets' texts stay out of repositories). `poolbench table` reads the copy."""
-    import json
-    import shutil
+    from poolbench import record
 
     parser = argparse.ArgumentParser(prog="poolbench archive", description=archive_command.__doc__)
     parser.add_argument("source", help="a run or sweep folder")
@@ -64,17 +86,8 @@ def archive_command(argv: list[str] | None = None) -> int:
         print(f"poolbench archive: no results.json under {source}", file=sys.stderr)
         return 2
     for file in results:
-        if "wandb" in file.parts:
-            continue
-        target = dest / file.parent.relative_to(source)
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(file, target / "results.json")
-        preds = file.parent / "test_predictions.jsonl"
-        if preds.exists():
-            keep = ("idx", "label", "pred")
-            rows = [json.loads(line) for line in preds.read_text().splitlines() if line]
-            lines = [json.dumps({k: r[k] for k in keep}) for r in rows]
-            (target / "test_predictions.jsonl").write_text("\n".join(lines) + "\n")
+        if "wandb" not in file.parts:
+            record.copy_records(file.parent, dest / file.parent.relative_to(source))
     print(f"archived {len(results)} run(s) from {source} into {dest}")
     return 0
 

@@ -37,6 +37,29 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_text(path, json.dumps(scrub(obj), indent=2, sort_keys=False, default=str) + "\n")
 
 
+PREDICTION_KEYS = ("idx", "label", "pred")  # what tables need; texts stay where the data is
+
+
+def copy_records(output_dir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Copy a job's ``results.json`` and its test predictions without the texts into ``dest``.
+
+    What ``poolbench archive`` commits and what each W&B run carries: enough to rebuild the tables (and their
+    bootstrap comparisons) anywhere, without copying a data set's texts.
+    """
+    source, dest = Path(output_dir), Path(dest)
+    written = []
+    if (source / "results.json").is_file():
+        atomic_write_text(dest / "results.json", (source / "results.json").read_text())
+        written.append(dest / "results.json")
+    preds = source / "test_predictions.jsonl"
+    if preds.is_file():
+        rows = [json.loads(line) for line in preds.read_text().splitlines() if line]
+        lines = [json.dumps({k: r[k] for k in PREDICTION_KEYS}) for r in rows]
+        atomic_write_text(dest / "test_predictions.jsonl", "\n".join(lines) + "\n")
+        written.append(dest / "test_predictions.jsonl")
+    return written
+
+
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:

@@ -9,6 +9,7 @@ needs W&B, so a table can be rebuilt anywhere the folders are.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,10 @@ class Run:
     folder: Path
     results: dict
     flat: dict = field(default_factory=dict)
+    source: str | None = None  # where it came from when not a local folder, e.g. wandb:ENTITY/PROJECT/ID
+
+    def __str__(self) -> str:
+        return self.source or str(self.folder)
 
     @property
     def finished(self) -> bool:
@@ -60,19 +65,73 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such run folder: {path}")
-        files = [path] if path.name == "results.json" else sorted(path.rglob("results.json"), key=_natural)
-        for file in files:
-            if "wandb" in file.parts:
-                continue
-            results = json.loads(file.read_text())
-            flat = flatten(results.get("config", {}))
-            own = results.get("output_dir")  # settings that point into the run's own folder differ by nature
-            flat = {k: v for k, v in flat.items() if not (own and isinstance(v, str) and own in v)}
-            flat.update(results.get("choices") or {})  # `pooling`, `encoder`, `data`: the names users sweep
-            runs.append(Run(file.parent, results, flat))
+        if path.is_dir():  # skipping the copies each W&B run folder holds
+            files = sorted((f for f in path.rglob("results.json") if "wandb" not in f.relative_to(path).parts),
+                           key=_natural)  # fmt: skip
+        else:
+            files = [path]
+        runs += [make_run(file.parent, json.loads(file.read_text())) for file in files]
     if not runs:
         raise FileNotFoundError(f"no results.json under {', '.join(map(str, paths))}")
     return runs
+
+
+def make_run(folder: Path, results: dict, source: str | None = None) -> Run:
+    flat = flatten(results.get("config", {}))
+    own = results.get("output_dir")  # settings that point into the run's own folder differ by nature
+    flat = {k: v for k, v in flat.items() if not (own and isinstance(v, str) and own in v)}
+    flat.update(results.get("choices") or {})  # `pooling`, `encoder`, `data`: the names users sweep
+    return Run(folder, results, flat, source)
+
+
+RECORD_FILES = ("results.json", "test_predictions.jsonl")
+WANDB_STATES = {"finished": "finished", "failed": "failed", "crashed": "failed", "killed": "failed"}
+
+
+def find_wandb_runs(path: str, group: str | None = None, cache: Path | None = None, api=None) -> list[Run]:
+    """The runs of a W&B project (``ENTITY/PROJECT``), or of one sweep's ``group``, read with ``wandb.Api``.
+
+    Every poolbench job attaches its ``results.json`` and its test predictions without texts to its W&B run
+    (``poolbench/...`` files); they are downloaded into ``cache/<run id>/`` and read like a local folder, so
+    the table and its bootstrap comparisons are the same as from the folders. Runs without those files (logged
+    by other code) are read from their W&B config and summary: their means and stds, no comparisons.
+    """
+    if api is None:
+        import wandb
+
+        api = wandb.Api()
+    if cache is None:
+        cache = Path(os.environ.get("POOLBENCH_CACHE", "~/.cache/poolbench")).expanduser() / "wandb" / path
+    runs = []
+    for wrun in api.runs(path, filters={"group": group} if group else None):
+        folder = Path(cache) / wrun.id / "poolbench"
+        files = {f.name: f for f in wrun.files()}
+        for name in RECORD_FILES:
+            if f"poolbench/{name}" in files:
+                files[f"poolbench/{name}"].download(root=str(folder.parent), replace=True)
+        source = f"wandb:{path}/{wrun.id} ({wrun.name})"
+        if (folder / "results.json").is_file():
+            results = json.loads((folder / "results.json").read_text())
+        else:
+            results = _results_from_wandb(wrun)
+        runs.append(make_run(folder, results, source))
+    if not runs:
+        raise FileNotFoundError(f"no W&B runs in {path}" + (f" with group {group!r}" if group else ""))
+    return runs
+
+
+def _results_from_wandb(wrun) -> dict:
+    """A record from a run's W&B config (``<group>.name`` gives the choice) and numeric test/val summary."""
+    config, choices = {}, {}
+    for key, value in dict(wrun.config).items():
+        if isinstance(value, dict) and "name" in value:
+            choices[key] = value["name"]
+            value = {k: v for k, v in value.items() if k != "name"}
+        config[key] = value
+    numeric = {k: v for k, v in dict(wrun.summary).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    metrics = {k: float(v) for k, v in numeric.items() if k.startswith(("test/", "val/"))}
+    return {"status": WANDB_STATES.get(wrun.state, wrun.state), "choices": choices, "config": config,
+            "metrics": metrics, "group": getattr(wrun, "group", None)}  # fmt: skip
 
 
 def _natural(path: Path) -> list:
@@ -190,7 +249,7 @@ def build_table(
 ) -> Table:
     """Aggregate runs into rows of ``by`` keys; compare every row with the reference row."""
     problems = [
-        f"{r.folder}: {r.results.get('status', '?')}"
+        f"{r}: {r.results.get('status', '?')}"
         + (f" ({r.results['error'].splitlines()[0]})" if r.results.get("error") else "")
         for r in runs
         if not r.finished
@@ -213,7 +272,9 @@ def build_table(
     notes = []
     if ref_row is not None:
         ref_preds = _predictions(ref_row)
-        num_classes = len(ref_row.runs[0].results["confusion_matrix"]["labels"])
+        num_classes = len((ref_row.runs[0].results.get("confusion_matrix") or {}).get("labels") or [])
+        if not ref_preds or not num_classes:
+            notes.append("no test predictions for the reference row: no paired comparisons")
         for row in rows:
             if row is ref_row:
                 continue

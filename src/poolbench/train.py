@@ -110,7 +110,7 @@ def run(cfg: DictConfig) -> float | None:
     finally:
         results["timings"] = {**results.get("timings", {}), "total_seconds": time.time() - started}
         record.atomic_write_json(output_dir / "results.json", results)
-        _finish_wandb(results["status"] == "finished")
+        _finish_wandb(results["status"] == "finished", output_dir)
 
 
 def _read_results(output_dir: Path) -> dict | None:
@@ -243,11 +243,19 @@ def _log_confusion(loggers, model, datamodule) -> None:
             )
 
 
-def _finish_wandb(ok: bool) -> None:
-    """Close this job's W&B run (marked failed if the job failed), so the next job of a sweep gets its own."""
+def _finish_wandb(ok: bool, output_dir: Path) -> None:
+    """Close this job's W&B run (marked failed if the job failed), so the next job of a sweep gets its own.
+
+    The run carries the job's records as files (``poolbench/results.json`` and the test predictions without
+    texts), so ``poolbench table --wandb ENTITY/PROJECT`` rebuilds the same table, comparisons included.
+    """
     try:
         import wandb
     except ImportError:
         return
     if wandb.run is not None:
+        try:
+            record.copy_records(output_dir, Path(wandb.run.dir) / "poolbench")
+        except OSError as err:  # the local record is what matters; never lose it over the copy
+            log.warning("could not attach the run's records to W&B: %s", err)
         wandb.finish(exit_code=0 if ok else 1)
