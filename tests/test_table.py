@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,24 @@ def test_csv_round_trips_and_latex_is_booktabs(sweep):
     latex = report.to_latex(table)
     assert latex.startswith(r"\begin{tabular}{lrrrrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
     assert latex.count(r"\\") == 3 and r"\textbf{91.00 $\pm$ 1.73}" in latex and "test/f1\\_macro" in latex
+
+
+def test_latex_rows_fit_the_column_spec(sweep):
+    latex = report.to_latex(tables.build_table(tables.find_runs([sweep]), n_boot=200))
+    columns = len(latex.splitlines()[0].removeprefix(r"\begin{tabular}{").removesuffix("}"))
+    body = [line for line in latex.splitlines() if line.endswith(r"\\")]
+    assert body and all(line.count(" & ") == columns - 1 for line in body)
+    assert latex.count("{") == latex.count("}") and latex.rstrip().endswith(r"\end{tabular}")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_latex_compiles_in_a_minimal_document(sweep, tmp_path):
+    latex = report.to_latex(tables.build_table(tables.find_runs([sweep]), n_boot=200))
+    doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + latex + "\n\\end{document}\n"
+    (tmp_path / "t.tex").write_text(doc)
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and (tmp_path / "t.pdf").stat().st_size > 0, done.stdout[-2000:]
 
 
 def test_cli_writes_table_and_plots(sweep, tmp_path, capsys):
