@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from transformers import (
     BertConfig,
@@ -13,7 +15,7 @@ from transformers import (
 )
 
 from poolbench.model import PoolingClassifier
-from poolbench.pooling import ClsPooling, DenseTanhPooling
+from poolbench.pooling import ClsPooling, DenseTanhPooling, RobertaHeadPooling
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=4)
 
@@ -76,3 +78,27 @@ def test_roberta_head_is_pooler_pooling_on_the_first_token(tmp_path):
     # and its input is exactly what pooling=cls returns
     hidden = ours.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
     torch.testing.assert_close(ClsPooling(32)(hidden, mask), hidden[:, 0])
+
+
+def test_roberta_head_pooling_reproduces_roberta_for_sequence_classification(tmp_path):
+    """pooling=roberta_head + the classifier IS RobertaClassificationHead (dropout-dense-tanh-dropout-out_proj)."""
+    torch.manual_seed(0)
+    RobertaModel(RobertaConfig(**SMALL), add_pooling_layer=False).save_pretrained(tmp_path)
+    reference = RobertaForSequenceClassification.from_pretrained(tmp_path).eval()
+    encoder = RobertaModel.from_pretrained(tmp_path, add_pooling_layer=False)
+    ours = PoolingClassifier(encoder, partial(RobertaHeadPooling, dropout=0.1), 4, classifier_dropout=0.1).eval()
+    with torch.no_grad():
+        ours.pooling.dense.load_state_dict(reference.classifier.dense.state_dict())
+        ours.classifier.load_state_dict(reference.classifier.out_proj.state_dict())
+    ids, mask = batch(reference.config.vocab_size, 1, 0)
+    expected = reference(input_ids=ids, attention_mask=mask).logits
+    torch.testing.assert_close(ours(ids, mask), expected, rtol=1e-5, atol=1e-5)
+    # the same two dropouts in training: same random draws -> same logits
+    reference.train()
+    ours.train()
+    torch.manual_seed(1)
+    features = reference.roberta(input_ids=ids, attention_mask=mask).last_hidden_state
+    train_ref = reference.classifier(features)
+    torch.manual_seed(1)
+    hidden = ours.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    torch.testing.assert_close(ours(hidden_states=hidden, attention_mask=mask), train_ref, rtol=1e-5, atol=1e-5)

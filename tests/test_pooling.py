@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
-from poolbench.pooling import POOLINGS, AttentionPooling, DenseTanhPooling, build_pooling
+from poolbench.attention import MultiHeadAttentionPooling, SelfAttentivePooling, penalization
+from poolbench.pooling import POOLINGS, AttentionPooling, DenseTanhPooling, RobertaHeadPooling, build_pooling
 
 H = 8
 NAMES = sorted(POOLINGS)
+WIDER = {"cls_mean": 2, "self_attentive": 4}  # out_features / H (self_attentive: its default 4 hops)
 
 
 def make(name: str, seed: int = 0) -> torch.nn.Module:
@@ -38,7 +40,7 @@ def pad(x: torch.Tensor, length: int, side: str) -> tuple[torch.Tensor, torch.Te
 def test_shape_and_out_features(name):
     pooler = make(name)
     out = pooler(torch.randn(3, 5, H), torch.ones(3, 5, dtype=torch.long))
-    assert out.shape == (3, pooler.out_features) == (3, H)
+    assert out.shape == (3, pooler.out_features) == (3, WIDER.get(name, 1) * H)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -125,7 +127,7 @@ def test_attention_starts_as_mean_pooling():
 
 
 def test_unknown_pooling_lists_the_available_ones():
-    with pytest.raises(ValueError, match="unknown pooling 'avg'; available: attention, cls, max, mean, pooler"):
+    with pytest.raises(ValueError, match="unknown pooling 'avg'; available: attention, cls, cls_mean, last_token, max"):
         build_pooling("avg", H)
 
 
@@ -145,3 +147,79 @@ def test_pooler_copies_checkpoint_weights_and_flags_untrained_ones(caplog):
     fresh = DenseTanhPooling(H)
     fresh.load_encoder_pooler(None, "no-pooler-model")
     assert fresh.source == "fresh"
+
+
+def test_reference_values_of_the_averaging_and_position_poolers():
+    hidden = torch.tensor([[[1.0, -2.0], [3.0, 4.0], [100.0, 100.0]], [[0.0, 1.0], [2.0, -1.0], [-4.0, 6.0]]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    expected = {
+        "mean_sqrt_len": [[4 / math.sqrt(2), 2 / math.sqrt(2)], [-2 / math.sqrt(3), 6 / math.sqrt(3)]],
+        "weighted_mean": [[7 / 3, 2.0], [-8 / 6, 17 / 6]],  # weights 1, 2 and 1, 2, 3
+        "last_token": [[3.0, 4.0], [-4.0, 6.0]],
+        "cls_mean": [[1.0, -2.0, 2.0, 1.0], [0.0, 1.0, -2 / 3, 2.0]],
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(build_pooling(name, 2)(hidden, mask), torch.tensor(value), msg=name)
+    left = torch.tensor([[0, 1, 1], [1, 1, 1]])  # row 0 left-padded: its last token is position 2
+    torch.testing.assert_close(build_pooling("last_token", 2)(hidden, left)[0], torch.tensor([100.0, 100.0]))
+
+
+def test_roberta_head_is_dropout_dense_tanh_on_the_first_token():
+    pooler = RobertaHeadPooling(H, dropout=0.5)
+    hidden, mask = torch.randn(2, 4, H), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 0]])
+    first = torch.stack([hidden[0, 1], hidden[1, 0]])
+    torch.testing.assert_close(pooler.eval()(hidden, mask), torch.tanh(pooler.dense(first)))
+    pooler.train()
+    torch.manual_seed(0)
+    dropped = pooler(hidden, mask)
+    torch.manual_seed(0)
+    torch.testing.assert_close(dropped, torch.tanh(pooler.dense(torch.nn.functional.dropout(first, 0.5))))
+
+
+def test_mha_equals_torch_multihead_attention_with_the_latent_as_query():
+    torch.manual_seed(0)
+    pooler = MultiHeadAttentionPooling(H, num_heads=2).eval()
+    ref = torch.nn.MultiheadAttention(H, 2, batch_first=True)
+    with torch.no_grad():
+        wk, wv = pooler.kv.weight.chunk(2)
+        bk, bv = pooler.kv.bias.chunk(2)
+        ref.in_proj_weight.copy_(torch.cat([pooler.q.weight, wk, wv]))
+        ref.in_proj_bias.copy_(torch.cat([pooler.q.bias, bk, bv]))
+        ref.out_proj.load_state_dict(pooler.proj.state_dict())
+    hidden, mask = torch.randn(3, 5, H), torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    query = pooler.latent.expand(3, 1, H)
+    out, weights = ref(query, hidden, hidden, key_padding_mask=~mask.bool(), average_attn_weights=False)
+    torch.testing.assert_close(pooler(hidden, mask), out[:, 0])
+    torch.testing.assert_close(pooler.weights(hidden, mask), weights[:, :, 0])  # (B, heads, T)
+    with pytest.raises(ValueError, match="num_heads=3 must be a positive divisor of hidden size 8"):
+        MultiHeadAttentionPooling(H, num_heads=3)
+
+
+def test_self_attentive_hops_and_penalty_match_the_formulas():
+    torch.manual_seed(0)
+    pooler = SelfAttentivePooling(H, hops=2, attention_dim=3, penalty_weight=0.5)
+    hidden, mask = torch.randn(2, 4, H), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    out = pooler(hidden, mask)
+    for b in range(2):
+        h = hidden[b, : int(mask[b].sum())]  # (T_b, H): the real tokens only
+        a = (pooler.ws2.weight @ torch.tanh(pooler.ws1.weight @ h.T)).softmax(dim=-1)  # (r, T_b)
+        torch.testing.assert_close(out[b], (a @ h).flatten())
+    a = pooler.weights(hidden, mask)
+    eye = torch.eye(2)
+    expected = sum(torch.linalg.matrix_norm(a[b] @ a[b].T - eye) ** 2 for b in range(2)) / 2
+    torch.testing.assert_close(pooler.penalty, expected)
+    torch.testing.assert_close(pooler.auxiliary_loss(), 0.5 * expected)
+    # two hops on two different tokens are orthogonal: no penalty; two identical uniform hops: ||[[-.5,.5],[.5,-.5]]||^2
+    assert penalization(torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])) == 0
+    assert penalization(torch.tensor([[[0.5, 0.5], [0.5, 0.5]]])) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("name", ["attention", "mha", "self_attentive"])
+def test_attention_weights_are_a_distribution_over_real_tokens(name):
+    pooler = make(name)
+    hidden, mask = torch.randn(2, 5, H), torch.tensor([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]])
+    w = pooler.weights(hidden, mask)
+    assert w.shape[0] == 2 and w.shape[-1] == 5
+    pad = ~mask.bool().view(2, *([1] * (w.dim() - 2)), 5).expand_as(w)
+    assert (w[pad] == 0).all()
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -89,3 +90,24 @@ def test_tiny_roberta_job(run_job, csv_data):
     results, _ = run_job([*data_overrides(csv_data), "encoder=tiny_roberta", "pooling=cls"])
     assert results["status"] == "finished" and results["config"]["encoder"]["pretrained"] is False
     assert 0 <= results["metrics"]["test/f1_macro"] <= 1
+
+
+@pytest.mark.slow
+def test_a_sweep_over_every_pooler(tmp_path, csv_data, cache_dir):
+    """`pooling=glob(*)` runs every pooler of conf/pooling/ end to end; self_attentive logs its penalty."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir))
+    sweep = tmp_path / "sweep"
+    cmd = [sys.executable, "train.py", "-m", "pooling=glob(*)", "encoder=tiny_bert", "logger=csv",
+           *data_overrides(csv_data), "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+           "trainer.enable_model_summary=false", "trainer.log_every_n_steps=1", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/results.json")]
+    configs = sorted(p.stem for p in (ROOT / "conf" / "pooling").glob("*.yaml"))
+    assert sorted(r["choices"]["pooling"] for r in records) == configs and len(configs) >= 12
+    assert all(r["status"] == "finished" for r in records), [r.get("error") for r in records]
+    (attentive,) = [p.parent for p in sweep.glob("*/results.json") if "self_attentive" in p.read_text()]
+    (metrics_csv,) = attentive.glob("csv/*/metrics.csv")
+    penalties = [float(row["train/penalty"]) for row in csv.DictReader(metrics_csv.open()) if row["train/penalty"]]
+    assert penalties and all(p >= 0 for p in penalties)

@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from poolbench.encoder import detach_pooler
+from poolbench.layers import LastLayer
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,9 @@ MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "hidden_states"
 
 
 class PoolingClassifier(pl.LightningModule):
-    """Sequence classification from a pluggable pooling of an encoder's final token states.
+    """Sequence classification from a pluggable pooling of an encoder's token states.
+
+    ``encoder -> layers (which hidden layers) -> pooling -> dropout -> linear classifier``.
 
     Args:
         encoder: a Hugging Face encoder (``BertModel``, ``RobertaModel``, ...). Its own pooler, if any, is
@@ -28,6 +31,8 @@ class PoolingClassifier(pl.LightningModule):
         pooling: builds the pooler from ``hidden_size`` (a Hydra ``_partial_`` of a class in
             ``poolbench.pooling``).
         num_labels: number of classes.
+        layers: builds the layer selector from ``hidden_size`` and ``num_layers`` (``poolbench.layers``);
+            ``None``: the last layer.
         label_names: class names in id order, for per-class metrics.
         classifier_dropout: dropout between pooler and classifier; ``None`` takes the encoder's
             ``hidden_dropout_prob``, as ``BertForSequenceClassification`` does.
@@ -43,6 +48,7 @@ class PoolingClassifier(pl.LightningModule):
         encoder: nn.Module,
         pooling: Callable[..., nn.Module],
         num_labels: int,
+        layers: Callable[..., nn.Module] | None = None,
         label_names: list[str] | None = None,
         classifier_dropout: float | None = None,
         freeze: bool = False,
@@ -53,11 +59,13 @@ class PoolingClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         # the modules themselves are not hyper-parameters (and must not be pickled into checkpoints' hparams)
-        self.save_hyperparameters(ignore=["encoder", "pooling"])
+        self.save_hyperparameters(ignore=["encoder", "pooling", "layers"])
         self.encoder = encoder
-        hidden_size = encoder.config.hidden_size
+        self.layers = (layers or LastLayer)(
+            hidden_size=encoder.config.hidden_size, num_layers=encoder.config.num_hidden_layers
+        )
         checkpoint_pooler = detach_pooler(encoder)
-        self.pooling = pooling(hidden_size=hidden_size)
+        self.pooling = pooling(hidden_size=self.layers.out_features)
         if hasattr(self.pooling, "load_encoder_pooler"):
             self.pooling.load_encoder_pooler(checkpoint_pooler, encoder_name)
         if classifier_dropout is None:
@@ -99,12 +107,20 @@ class PoolingClassifier(pl.LightningModule):
             self.encoder.eval()  # a linear probe reads a fixed, deterministic encoder
         return self
 
+    def token_states(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """What the pooler reads: the selected layers' token states (B, T, layers.out_features)."""
+        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        if not self.layers.all_layers:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True, **kwargs)
+        return self.layers(out.hidden_states)
+
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, hidden_states=None) -> torch.Tensor:
-        """Logits (B, num_labels) from token ids, or from precomputed final token states (B, T, H)."""
+        """Logits (B, num_labels) from token ids, or from precomputed final-layer token states (B, T, H)."""
         if hidden_states is None:
-            kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
-            out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-            hidden_states = out.last_hidden_state  # (B, T, H)
+            hidden_states = self.token_states(input_ids, attention_mask, token_type_ids)  # (B, T, H)
+        elif self.layers.all_layers:
+            raise ValueError("precomputed final-layer token states cannot feed a model that mixes several layers")
         pooled = self.pooling(hidden_states, attention_mask)  # (B, H_out)
         return self.classifier(self.dropout(pooled))  # (B, num_labels)
 
@@ -137,6 +153,11 @@ class PoolingClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self.model_step(batch)
+        auxiliary = getattr(self.pooling, "auxiliary_loss", None)  # e.g. self_attentive's penalty
+        extra = auxiliary() if auxiliary else None
+        if extra is not None:
+            self.log("train/penalty", extra, batch_size=batch["labels"].numel())
+            loss = loss + extra
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"non-finite training loss ({loss.item()}) at step {self.global_step} "

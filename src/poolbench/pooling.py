@@ -4,7 +4,8 @@ Every pooler is an ``nn.Module`` with the same interface::
 
     pooled = pooler(hidden_states, attention_mask)   # (B, T, H), (B, T) -> (B, out_features)
 
-They ignore padding exactly, whatever the padding side, and never modify their inputs.
+They ignore padding exactly, whatever the padding side, and never modify their inputs. This module has the
+fixed-position and averaging poolers; the learned attention poolers are in ``poolbench.attention``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 
 import torch
 from torch import nn
+
+from poolbench.attention import AttentionPooling, MultiHeadAttentionPooling, SelfAttentivePooling
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,19 @@ def first_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 def first_token(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     rows = torch.arange(hidden_states.size(0), device=hidden_states.device)
     return hidden_states[rows, first_token_index(attention_mask)]  # (B, H)
+
+
+def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token of each row (right or left padding)."""
+    last_from_end = attention_mask.to(torch.int32).flip(1).argmax(dim=1)  # first 1 seen from the end
+    return attention_mask.size(1) - 1 - last_from_end  # (B,)
+
+
+def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)
+    summed = (hidden_states * mask).sum(dim=1)  # (B, H)
+    count = mask.sum(dim=1).clamp(min=1)  # (B, 1); clamped so an empty row gives 0, not NaN
+    return summed / count
 
 
 class ClsPooling(nn.Module):
@@ -84,10 +100,76 @@ class MeanPooling(nn.Module):
         self.out_features = hidden_size
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return masked_mean(hidden_states, attention_mask)
+
+
+class MeanSqrtLenPooling(nn.Module):
+    """Sum of the real tokens' states divided by the square root of their number (sentence-transformers'
+    ``mean_sqrt_len_tokens``): longer texts get larger vectors, less than linearly."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.out_features = hidden_size
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)
-        summed = (hidden_states * mask).sum(dim=1)  # (B, H)
-        count = mask.sum(dim=1).clamp(min=1)  # (B, 1); clamped so an empty row gives 0, not NaN
-        return summed / count
+        return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1).sqrt()
+
+
+class WeightedMeanPooling(nn.Module):
+    """Position-weighted mean: the i-th real token (i = 1, 2, ...) weighs i, so later tokens count more
+    (sentence-transformers' ``weightedmean``, SGPT). Positions count real tokens only, so left padding
+    gives the same result as right padding."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.out_features = hidden_size
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        mask = attention_mask.to(hidden_states.dtype)  # (B, T)
+        weights = (mask.cumsum(dim=1) * mask).unsqueeze(-1)  # (B, T, 1): 1, 2, ..., L on real tokens, 0 on pads
+        return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+
+
+class LastTokenPooling(nn.Module):
+    """The last real token's state: what decoder models' sequence-classification heads read (GPT-2, Llama)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.out_features = hidden_size
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(hidden_states.size(0), device=hidden_states.device)
+        return hidden_states[rows, last_token_index(attention_mask)]  # (B, H)
+
+
+class ClsMeanPooling(nn.Module):
+    """``[h_first ; mean]``: the first token's state and the mean of the real tokens, concatenated (2H)."""
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.out_features = 2 * hidden_size
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return torch.cat([first_token(hidden_states, attention_mask), masked_mean(hidden_states, attention_mask)], -1)
+
+
+class RobertaHeadPooling(nn.Module):
+    """``tanh(W dropout(h_first) + b)``; with the classifier's own dropout and linear layer after it, the
+    whole head is exactly ``transformers``' ``RobertaClassificationHead`` (dropout, dense, tanh, dropout,
+    out_proj on ``<s>``). ``dropout`` should equal ``model.classifier_dropout`` (RoBERTa uses one value for both).
+    """
+
+    def __init__(self, hidden_size: int, dropout: float = 0.1, init_std: float = 0.02) -> None:
+        super().__init__()
+        self.out_features = hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden_size, hidden_size)
+        nn.init.normal_(self.dense.weight, std=init_std)  # as transformers initialises the head
+        nn.init.zeros_(self.dense.bias)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.dense(self.dropout(first_token(hidden_states, attention_mask))))
 
 
 class MaxPooling(nn.Module):
@@ -104,41 +186,24 @@ class MaxPooling(nn.Module):
         return hidden_states.masked_fill(pad, lowest).amax(dim=1)
 
 
-class AttentionPooling(nn.Module):
-    """A learned query scores each token; softmax over the real tokens; weighted sum of their states.
-
-    ``score_t = q . h_t / sqrt(H)``. The query starts at zero, so the pooler starts as mean pooling and
-    learns where to look from there.
-    """
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.out_features = hidden_size
-        self.query = nn.Parameter(torch.zeros(hidden_size))
-        self.scale = hidden_size**-0.5
-
-    def weights(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Attention weight of each token, (B, T); zero on padding, rows sum to one."""
-        scores = (hidden_states @ self.query.to(hidden_states.dtype)) * self.scale  # (B, T)
-        scores = scores.float().masked_fill(~attention_mask.bool(), float("-inf"))
-        return scores.softmax(dim=-1).nan_to_num(0.0)  # an all-padding row gets zero weights, not NaN
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        w = self.weights(hidden_states, attention_mask).to(hidden_states.dtype)  # (B, T)
-        return torch.einsum("bt,bth->bh", w, hidden_states)
-
-
 POOLINGS: dict[str, type[nn.Module]] = {
     "cls": ClsPooling,
     "pooler": DenseTanhPooling,
     "mean": MeanPooling,
     "max": MaxPooling,
     "attention": AttentionPooling,
+    "mean_sqrt_len": MeanSqrtLenPooling,
+    "weighted_mean": WeightedMeanPooling,
+    "last_token": LastTokenPooling,
+    "cls_mean": ClsMeanPooling,
+    "mha": MultiHeadAttentionPooling,
+    "self_attentive": SelfAttentivePooling,
+    "roberta_head": RobertaHeadPooling,
 }
 
 
-def build_pooling(name: str, hidden_size: int) -> nn.Module:
+def build_pooling(name: str, hidden_size: int, **kwargs) -> nn.Module:
     """Build a pooler by its config name (``conf/pooling/<name>.yaml`` uses the class directly)."""
     if name not in POOLINGS:
         raise ValueError(f"unknown pooling {name!r}; available: {', '.join(sorted(POOLINGS))}")
-    return POOLINGS[name](hidden_size)
+    return POOLINGS[name](hidden_size, **kwargs)

@@ -21,7 +21,7 @@ from poolbench.checks import validate
 log = logging.getLogger(__name__)
 nan = math.nan
 
-GROUPS = ("data", "encoder", "pooling", "model", "trainer", "logger")
+GROUPS = ("data", "encoder", "layers", "pooling", "model", "trainer", "logger")
 
 
 def run(cfg: DictConfig) -> float | None:
@@ -142,11 +142,15 @@ def _build(cfg: DictConfig, choices: dict, name: str, group: str | None, wandb_i
     model = instantiate(cfg.model)(
         encoder=encoder,
         pooling=instantiate(cfg.pooling),
+        layers=instantiate(cfg.layers) if cfg.get("layers") else None,
         num_labels=datamodule.num_labels,
         label_names=datamodule.label_names,
         encoder_name=str(choices["encoder"]),
     )
-    if cfg.encoder.freeze and cfg.encoder.get("cache_features", True):
+    if model.layers.all_layers and cfg.encoder.freeze and cfg.encoder.get("cache_features", True):
+        log.info("layers=%s reads several layers: token states are not cached; the encoder runs in every step",
+                 choices["layers"])  # fmt: skip
+    elif cfg.encoder.freeze and cfg.encoder.get("cache_features", True):
         from poolbench.features import cached_token_states
 
         states = cached_token_states(model.encoder, datamodule, cfg.paths.cache_dir, str(cfg.trainer.precision))

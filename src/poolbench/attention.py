@@ -1,0 +1,131 @@
+"""Learned attention poolers: one query, a multi-head latent query, and Lin et al.'s self-attentive hops.
+
+Each has ``weights(hidden_states, attention_mask)``: how much each token counts, zero on padding, summing to
+one over a row's tokens; (B, T) for one query, (B, heads or hops, T) otherwise. ``poolbench explain`` prints it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def masked_softmax(scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis (tokens) in fp32, padding masked out; an all-padding row gets zeros, not NaN.
+
+    ``scores`` is (B, ..., T); ``attention_mask`` (B, T).
+    """
+    pad = ~attention_mask.bool()
+    pad = pad.view(pad.size(0), *([1] * (scores.dim() - 2)), pad.size(1))  # broadcast over heads / hops
+    return scores.float().masked_fill(pad, float("-inf")).softmax(dim=-1).nan_to_num(0.0)
+
+
+class AttentionPooling(nn.Module):
+    """A learned query scores each token; softmax over the real tokens; weighted sum of their states.
+
+    ``score_t = q . h_t / sqrt(H)``. The query starts at zero, so the pooler starts as mean pooling and
+    learns where to look from there.
+    """
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        self.out_features = hidden_size
+        self.query = nn.Parameter(torch.zeros(hidden_size))
+        self.scale = hidden_size**-0.5
+
+    def weights(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Attention weight of each token, (B, T); zero on padding, rows sum to one."""
+        scores = (hidden_states @ self.query.to(hidden_states.dtype)) * self.scale  # (B, T)
+        return masked_softmax(scores, attention_mask)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        w = self.weights(hidden_states, attention_mask).to(hidden_states.dtype)  # (B, T)
+        return torch.einsum("bt,bth->bh", w, hidden_states)
+
+
+class MultiHeadAttentionPooling(nn.Module):
+    """Multi-head attention from one learned latent query to the tokens, then an output projection
+    (the attention part of timm's ``AttentionPoolLatent``; Set Transformer's pooling by attention).
+
+    Each head ``n`` attends with ``q_n = (W_q z)_n`` to keys ``(W_k h_t)_n`` and averages values ``(W_v h_t)_n``;
+    the heads' outputs are concatenated and projected: ``W_o [o_1; ...; o_heads]``.
+
+    Args:
+        hidden_size: the encoder's hidden size H (= ``out_features``).
+        num_heads: attention heads; must divide H.
+        init_std: standard deviation of the latent query's initialisation.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int = 4, init_std: float = 0.02) -> None:
+        super().__init__()
+        if num_heads < 1 or hidden_size % num_heads:
+            raise ValueError(f"pooling.num_heads={num_heads} must be a positive divisor of hidden size {hidden_size}")
+        self.out_features = hidden_size
+        self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
+        self.latent = nn.Parameter(torch.randn(hidden_size) * init_std)
+        self.q = nn.Linear(hidden_size, hidden_size)
+        self.kv = nn.Linear(hidden_size, 2 * hidden_size)
+        self.proj = nn.Linear(hidden_size, hidden_size)
+
+    def _attend(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor):
+        b, t, _ = hidden_states.shape
+        k, v = self.kv(hidden_states).view(b, t, 2, self.num_heads, self.head_dim).unbind(2)  # (B, T, n, d) each
+        q = self.q(self.latent.to(hidden_states.dtype)).view(self.num_heads, self.head_dim)  # (n, d)
+        scores = torch.einsum("btnd,nd->bnt", k, q) * self.head_dim**-0.5  # (B, n, T)
+        return masked_softmax(scores, attention_mask), v
+
+    def weights(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each head's weight on each token, (B, heads, T)."""
+        return self._attend(hidden_states, attention_mask)[0]
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        w, v = self._attend(hidden_states, attention_mask)
+        heads = torch.einsum("bnt,btnd->bnd", w.to(v.dtype), v)  # (B, n, d)
+        return self.proj(heads.reshape(heads.size(0), -1))  # (B, H)
+
+
+class SelfAttentivePooling(nn.Module):
+    """Lin et al. (2017), "A structured self-attentive sentence embedding": ``r`` hops of attention,
+    ``A = softmax_t(W_s2 tanh(W_s1 h_t))`` (r, T) per sequence, embedding ``M = A H`` flattened to r*H.
+
+    Its penalty ``P = ||A A^T - I||_F^2`` (mean over the batch) pushes the hops to look at different tokens;
+    after each forward it is in ``penalty``, and ``auxiliary_loss()`` (``penalty_weight * P``) is added to the
+    training loss by the model, which logs it as ``train/penalty``. Padding gets zero weight, so it changes
+    neither the embedding nor the penalty.
+
+    Args:
+        hidden_size: the encoder's hidden size H.
+        hops: r, the number of attention hops (``out_features = r * H``).
+        attention_dim: d_a, the width of the scoring layer.
+        penalty_weight: the penalty's coefficient in the loss (0 switches it off).
+    """
+
+    def __init__(self, hidden_size: int, hops: int = 4, attention_dim: int = 128, penalty_weight: float = 1.0) -> None:
+        super().__init__()
+        if hops < 1 or attention_dim < 1:
+            raise ValueError(f"pooling.hops ({hops}) and pooling.attention_dim ({attention_dim}) must be >= 1")
+        self.out_features = hops * hidden_size
+        self.hops, self.penalty_weight = hops, penalty_weight
+        self.ws1 = nn.Linear(hidden_size, attention_dim, bias=False)
+        self.ws2 = nn.Linear(attention_dim, hops, bias=False)
+        self.penalty: torch.Tensor | None = None
+
+    def weights(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Each hop's weight on each token, (B, hops, T)."""
+        scores = self.ws2(torch.tanh(self.ws1(hidden_states))).transpose(1, 2)  # (B, r, T)
+        return masked_softmax(scores, attention_mask)
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        a = self.weights(hidden_states, attention_mask)  # (B, r, T), fp32
+        self.penalty = penalization(a)
+        m = torch.einsum("brt,bth->brh", a.to(hidden_states.dtype), hidden_states)  # (B, r, H)
+        return m.flatten(1)  # (B, r*H)
+
+    def auxiliary_loss(self) -> torch.Tensor | None:
+        return None if self.penalty is None or not self.penalty_weight else self.penalty_weight * self.penalty
+
+
+def penalization(a: torch.Tensor) -> torch.Tensor:
+    """``||A A^T - I||_F^2`` for each (r, T) matrix of a batch (B, r, T), averaged over the batch."""
+    eye = torch.eye(a.size(1), device=a.device, dtype=a.dtype)
+    return (a @ a.transpose(1, 2) - eye).pow(2).sum(dim=(1, 2)).mean()

@@ -1,0 +1,85 @@
+"""Which hidden layers feed the pooler: the last (default), a mean or concatenation of the last k, or a
+learned scalar mix of all of them (ELMo).
+
+A layer selector maps the encoder's hidden states (the embeddings and every layer: a tuple of L+1 tensors
+(B, T, H)) to one tensor (B, T, out_features) for the token pooler. ``all_layers`` says whether it needs more
+than the last layer (then the encoder is asked for all of them, and frozen runs do not cache token states).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LastLayer(nn.Module):
+    """The final layer's token states, as every classification head uses."""
+
+    all_layers = False
+
+    def __init__(self, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.out_features = hidden_size
+
+    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return hidden_states[-1]
+
+
+class _LastK(nn.Module):
+    all_layers = True
+
+    def __init__(self, hidden_size: int, num_layers: int, k: int = 4) -> None:
+        super().__init__()
+        if not 1 <= k <= num_layers:
+            raise ValueError(f"layers.k={k}: the encoder has {num_layers} layers; choose 1 <= k <= {num_layers}")
+        self.k = k
+
+
+class LastLayersMean(_LastK):
+    """Mean of the last ``k`` layers' token states."""
+
+    def __init__(self, hidden_size: int, num_layers: int, k: int = 4) -> None:
+        super().__init__(hidden_size, num_layers, k)
+        self.out_features = hidden_size
+
+    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.stack(hidden_states[-self.k :]).mean(dim=0)
+
+
+class LastLayersConcat(_LastK):
+    """The last ``k`` layers' token states concatenated, last layer first (k*H features; Devlin et al. 2019's
+    best feature-based choice for NER)."""
+
+    def __init__(self, hidden_size: int, num_layers: int, k: int = 4) -> None:
+        super().__init__(hidden_size, num_layers, k)
+        self.out_features = k * hidden_size
+
+    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.cat(hidden_states[::-1][: self.k], dim=-1)
+
+
+class ScalarMix(nn.Module):
+    """``gamma * sum_l softmax(s)_l h^(l)`` over the embeddings and every layer (Peters et al. 2018, ELMo).
+
+    The scores ``s`` start equal (a plain average of all layers) and ``gamma`` at 1; both are learned.
+    ``layer_weights()`` gives the softmax weights, which sum to one.
+    """
+
+    all_layers = True
+
+    def __init__(self, hidden_size: int, num_layers: int) -> None:
+        super().__init__()
+        self.out_features = hidden_size
+        self.scores = nn.Parameter(torch.zeros(num_layers + 1))  # embeddings + each layer
+        self.gamma = nn.Parameter(torch.ones(1))
+
+    def layer_weights(self) -> torch.Tensor:
+        return self.scores.float().softmax(dim=0)
+
+    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if len(hidden_states) != self.scores.numel():
+            raise ValueError(
+                f"layers=scalar_mix was built for {self.scores.numel()} hidden states, got {len(hidden_states)}"
+            )
+        w = self.layer_weights().to(hidden_states[0].dtype)
+        return self.gamma.to(w.dtype) * torch.einsum("l,lbth->bth", w, torch.stack(hidden_states))
