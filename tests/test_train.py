@@ -79,6 +79,8 @@ def test_five_pooling_multirun_gives_one_record_and_one_wandb_run_per_job(tmp_pa
         attached = runs[0] / "files" / "poolbench"
         assert json.loads((attached / "results.json").read_text()) == results
         assert (attached / "test_predictions.jsonl").read_text().count("\n") == results["num_examples"]["test"]
+        if pooling == "attention":  # what the attention pooler learned, for a few test texts
+            assert {"explain/token_weights", "explain/images"} <= set(summary["summary"])
         seen[pooling] = summary["run_id"]
     assert sorted(seen) == ["attention", "cls", "max", "mean", "pooler"]
     assert len(set(seen.values())) == 5  # five distinct W&B runs

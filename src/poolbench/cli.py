@@ -1,4 +1,10 @@
-"""The ``poolbench`` command: ``poolbench table RUN_FOLDER... [options]``, ``poolbench archive SWEEP DEST``."""
+"""The ``poolbench`` command.
+
+poolbench table RUN_FOLDER... [options]     ablation table from runs (or --wandb ENTITY/PROJECT)
+poolbench archive SWEEP DEST                a sweep's records without texts, to commit
+poolbench explain RUN_OR_CKPT "text"...     token weights of attention poolers, scalar-mix layer weights
+poolbench inspect MODEL                     what a Hugging Face model's own classification head pools
+"""
 
 from __future__ import annotations
 
@@ -94,7 +100,11 @@ def archive_command(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    commands = {"table": table_command, "archive": archive_command}
+    from poolbench.explain import explain_command
+    from poolbench.heads import inspect_command
+
+    commands = {"table": table_command, "archive": archive_command, "explain": explain_command,
+                "inspect": inspect_command}  # fmt: skip
     if not argv or argv[0] not in commands:
         print(f"usage: poolbench {{{','.join(commands)}}} ...", file=sys.stderr)
         return 2

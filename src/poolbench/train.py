@@ -91,6 +91,7 @@ def run(cfg: DictConfig) -> float | None:
             global_step=trainer.global_step,
         )
         _log_confusion(loggers, model, datamodule)
+        _record_explanations(model, datamodule, output_dir, loggers)
         line = f"test/acc={metrics.get('test/acc', nan):.4f} test/f1_macro={metrics.get('test/f1_macro', nan):.4f}"
         log.info("%s (%s)", line, overrides or "defaults")
         print(f"[poolbench] {overrides or 'defaults'}: {line}  -> {output_dir}")
@@ -245,6 +246,17 @@ def _log_confusion(loggers, model, datamodule) -> None:
                     )
                 }
             )
+
+
+def _record_explanations(model, datamodule, output_dir: Path, loggers) -> None:
+    """Attention-type poolers and layers=scalar_mix: what they learned, for a few test texts (never fatal)."""
+    from poolbench.explain import record_examples
+
+    texts = list(datamodule.raw["test"].texts[:4])
+    try:
+        record_examples(model, datamodule.tokenizer, texts, datamodule.max_length, output_dir, loggers)
+    except Exception as err:  # noqa: BLE001 - the run's results are already computed: never lose them over a plot
+        log.warning("could not record the pooler's token/layer weights: %s: %s", type(err).__name__, err)
 
 
 def _finish_wandb(ok: bool, output_dir: Path) -> None:
