@@ -161,6 +161,22 @@ def test_the_table_is_logged_to_wandb_as_a_summary_run(sweep, tmp_path, monkeypa
     assert {"ablation/table", "ablation/metrics", "ablation/confusion"} <= set(summary["summary"])
 
 
+def test_records_from_before_layer_pooling_count_as_the_last_layer(tmp_path):
+    labels = [0, 1, 0, 1]
+    write_run(tmp_path / "old" / "0", "cls", 1, 0.5, labels, labels)  # no `layers` choice in its record
+    write_run(tmp_path / "new" / "0", "cls", 2, 0.7, labels, labels)
+    write_run(tmp_path / "new" / "1", "cls", 1, 0.9, labels, labels)
+    for folder, layers in ((tmp_path / "new" / "0", "last"), (tmp_path / "new" / "1", "scalar_mix")):
+        results = json.loads((folder / "results.json").read_text())
+        results["choices"]["layers"] = layers
+        (folder / "results.json").write_text(json.dumps(results))
+    table = tables.build_table(tables.find_runs([tmp_path / "old", tmp_path / "new"]), n_boot=50)
+    assert table.by == ["layers"]
+    rows = {r.key: r.stats["test/acc"] for r in table.rows}
+    assert rows[("last",)] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1), 2))
+    assert rows[("scalar_mix",)][0] == pytest.approx(0.9)
+
+
 def test_jobs_are_read_in_sweep_order(tmp_path):
     labels = [0, 1, 0, 1]
     for job, pooling in ((10, "max"), (2, "mean"), (1, "cls")):

@@ -76,11 +76,19 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     return runs
 
 
+# group choices added after runs were recorded, and what those runs did: a record from before `layers`
+# existed pooled the last layer, so it sits in the same row as `layers=last`
+ADDED_CHOICES = {"layers": "last"}
+
+
 def make_run(folder: Path, results: dict, source: str | None = None) -> Run:
     flat = flatten(results.get("config", {}))
     own = results.get("output_dir")  # settings that point into the run's own folder differ by nature
     flat = {k: v for k, v in flat.items() if not (own and isinstance(v, str) and own in v)}
-    flat.update(results.get("choices") or {})  # `pooling`, `encoder`, `data`: the names users sweep
+    choices = {k: v for k, v in (results.get("choices") or {}).items() if v is not None}
+    if choices:  # a poolbench record
+        choices = ADDED_CHOICES | choices
+    flat.update(choices)  # `pooling`, `encoder`, `data`: the names users sweep
     return Run(folder, results, flat, source)
 
 
