@@ -7,12 +7,15 @@ from conftest import CONF
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_method, instantiate
 
+from poolbench.pooling import POOLINGS
+
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir() if g.is_dir()}
 ONLINE_ENCODERS = {"bert_base", "roberta_base"}  # hub checkpoints: composed and resolved, not downloaded
 
 
 def test_the_groups_users_rely_on_exist():
-    assert GROUPS["pooling"] == ["attention", "cls", "max", "mean", "pooler"]
+    assert set(GROUPS["pooling"]) == set(POOLINGS)  # one config per pooler class, same names
+    assert GROUPS["layers"] == ["last", "last4_concat", "last4_mean", "scalar_mix"]
     assert {"minilm", "bert_base", "roberta_base", "tiny_bert", "tiny_roberta"} <= set(GROUPS["encoder"])
     assert {"hutto4", "csv", "hub"} <= set(GROUPS["data"])
     assert {"wandb", "csv", "none"} <= set(GROUPS["logger"])
@@ -37,7 +40,13 @@ def test_encoder_configs(compose, encoder):
 @pytest.mark.parametrize("pooling", GROUPS["pooling"])
 def test_pooling_configs(compose, pooling):
     pooler = instantiate(compose([f"pooling={pooling}"]).pooling)(hidden_size=16)
-    assert pooler.out_features == 16
+    assert isinstance(pooler, POOLINGS[pooling]) and pooler.out_features % 16 == 0
+
+
+@pytest.mark.parametrize("layers", GROUPS["layers"])
+def test_layers_configs(compose, layers):
+    selector = instantiate(compose([f"layers={layers}"]).layers)(hidden_size=16, num_layers=6)
+    assert selector.out_features in (16, 64) and selector.all_layers == (layers != "last")
 
 
 @pytest.mark.parametrize("data", GROUPS["data"])
@@ -67,7 +76,7 @@ def test_other_groups(compose, group, tmp_path):
 def test_default_is_the_offline_main_job(compose):
     cfg = compose(fast=False)
     choices = cfg.hydra.runtime.choices
-    assert (choices.data, choices.encoder, choices.logger) == ("hutto4", "minilm", "wandb")
+    assert (choices.data, choices.encoder, choices.logger, choices.layers) == ("hutto4", "minilm", "wandb", "last")
 
 
 def test_unknown_pooling_lists_the_available_ones(compose):
