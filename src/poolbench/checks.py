@@ -55,6 +55,13 @@ def problems(cfg: DictConfig) -> list[str]:
         "trainer.max_epochs",
         f"must be an integer >= 1 (or -1), got {epochs!r}",
     )
+    strategy = value("trainer.strategy")
+    if isinstance(strategy, str) and strategy.startswith("ddp"):
+        check(
+            value("trainer.use_distributed_sampler") is False,
+            "trainer.use_distributed_sampler",
+            "must be false with a DDP strategy: poolbench's data module shards the data itself",
+        )
     seed = value("seed")
     check(isinstance(seed, int), "seed", f"must be an integer, got {seed!r}")
     for key in ("data.train", "data.val", "data.test", "data.archive"):

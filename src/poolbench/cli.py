@@ -32,6 +32,10 @@ def table_command(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for table, bar chart and confusion matrices (default: first path)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
     parser.add_argument(
+        "--best-by", metavar="METRIC", help="per row, only the runs of the setting with the best mean METRIC "
+        "(e.g. val/f1_macro over an Optuna search's trials)",
+    )  # fmt: skip
+    parser.add_argument(
         "--log-wandb", action="store_true", help="also log the table and plots to a summary run of the sweep's group"
     )
     parser.add_argument("--project", default="poolbench", help="W&B project for --log-wandb")
@@ -48,6 +52,7 @@ def table_command(argv: list[str] | None = None) -> int:
             metrics=args.metric or tables.DEFAULT_METRICS,
             ref=args.ref,
             n_boot=args.bootstrap,
+            best_by=args.best_by,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"poolbench table: {err}", file=sys.stderr)

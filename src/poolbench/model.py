@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "hidden_states")
 
 
+def gather_rows(rows: list[dict]) -> list[dict]:
+    """Under DDP, every rank's rows (keyed by ``idx``), each once, in ``idx`` order; alone, ``rows`` as they are."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return rows
+    shares: list = [None] * dist.get_world_size()
+    dist.all_gather_object(shares, rows)
+    unique = {row["idx"]: row for share in shares for row in share}
+    return [unique[i] for i in sorted(unique)]
+
+
 class PoolingClassifier(pl.LightningModule):
     """Sequence classification from a pluggable pooling of an encoder's token states.
 
@@ -179,7 +191,7 @@ class PoolingClassifier(pl.LightningModule):
         n = batch["labels"].numel()
         self.val_metrics.update(logits, batch["labels"])
         self.val_f1_per_class.update(logits, batch["labels"])
-        self.log("val/loss", loss, batch_size=n)
+        self.log("val/loss", loss, batch_size=n, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         self.log_dict(self.val_metrics.compute(), prog_bar=True)
@@ -196,13 +208,14 @@ class PoolingClassifier(pl.LightningModule):
         self.test_metrics.update(logits, labels)
         self.test_f1_per_class.update(logits, labels)
         self.test_confusion.update(logits, labels)
-        self.log("test/loss", loss, batch_size=labels.numel())
+        self.log("test/loss", loss, batch_size=labels.numel(), sync_dist=True)
         probs = logits.float().softmax(-1)
         preds = probs.argmax(-1)
         for i, y, yhat, p in zip(batch["idx"].tolist(), labels.tolist(), preds.tolist(), probs.tolist(), strict=True):
             self.test_predictions.append({"idx": i, "label": y, "pred": yhat, "probs": p})
 
     def on_test_epoch_end(self) -> None:
+        self.test_predictions = gather_rows(self.test_predictions)  # DDP: every rank's share, each example once
         self.log_dict(self.test_metrics.compute())
         self._log_per_class("test", self.test_f1_per_class.compute())
         self.test_confusion_matrix = self.test_confusion.compute().cpu()

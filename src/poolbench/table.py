@@ -254,8 +254,14 @@ def build_table(
     metrics: list[str] | tuple[str, ...] = DEFAULT_METRICS,
     ref: str | None = None,
     n_boot: int = 2000,
+    best_by: str | None = None,
 ) -> Table:
-    """Aggregate runs into rows of ``by`` keys; compare every row with the reference row."""
+    """Aggregate runs into rows of ``by`` keys; compare every row with the reference row.
+
+    ``best_by`` (e.g. ``val/f1_macro``): a row's runs differ in other settings too (a search's trials); keep, per
+    row, only the runs of the setting with the best mean of that metric (a validation metric: the test split is
+    not used to choose), and say which setting it was.
+    """
     problems = [
         f"{r}: {r.results.get('status', '?')}"
         + (f" ({r.results['error'].splitlines()[0]})" if r.results.get("error") else "")
@@ -270,6 +276,9 @@ def build_table(
     for r in done:
         groups.setdefault(tuple(r.flat.get(k) for k in by), []).append(r)
     rows = [Row(key, members) for key, members in groups.items()]
+    notes = []
+    if best_by:
+        notes += _keep_best(rows, by, [k for k in varying_keys(done) if k not in by], best_by)
     for row in rows:
         for m in metrics:
             values = [r.results["metrics"][m] for r in row.runs if m in r.results.get("metrics", {})]
@@ -277,7 +286,6 @@ def build_table(
                 std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                 row.stats[m] = (float(np.mean(values)), std, len(values))
     ref_row = _find_ref(rows, by, ref)
-    notes = []
     if ref_row is not None:
         ref_preds = _predictions(ref_row)
         num_classes = len((ref_row.runs[0].results.get("confusion_matrix") or {}).get("labels") or [])
@@ -295,6 +303,32 @@ def build_table(
                     "compared on the shared seeds only"
                 )
     return Table(by, list(metrics), rows, ref_row, problems, notes)
+
+
+def _keep_best(rows: list[Row], by: list[str], settings: list[str], metric: str) -> list[str]:
+    """Within each row keep the runs of the best setting (by mean ``metric``); return one note per row."""
+    notes = []
+    for row in rows:
+        candidates: dict[tuple, list[Run]] = {}
+        for r in row.runs:
+            candidates.setdefault(tuple(r.flat.get(k) for k in settings), []).append(r)
+
+        def score(members: list[Run]) -> float:
+            values = [r.results["metrics"][metric] for r in members if metric in r.results.get("metrics", {})]
+            return float(np.mean(values)) if values else -np.inf
+
+        best = max(candidates, key=lambda c: score(candidates[c]))
+        if score(candidates[best]) == -np.inf:
+            raise ValueError(f"--best-by {metric}: no run of {row_label(by, row.key)} has that metric")
+        row.runs = candidates[best]
+        chosen = ", ".join(f"{k}={_short(v)}" for k, v in zip(settings, best, strict=True)) or "(one setting)"
+        notes.append(f"{row_label(by, row.key)}: best of {len(candidates)} settings by {metric} "
+                     f"({score(row.runs):.4f}): {chosen}")  # fmt: skip
+    return notes
+
+
+def _short(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 def _find_ref(rows: list[Row], by: list[str], ref: str | None) -> Row | None:

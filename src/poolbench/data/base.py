@@ -253,10 +253,17 @@ class TextClassificationDataModule(pl.LightningDataModule):
             self._dataset(split), batch_size=batch_size, collate_fn=collate, num_workers=self.num_workers, **kwargs
         )
 
+    def _shard(self) -> tuple[int, int]:
+        """(rank, world size) of a distributed run (this data module shards the data itself), else (0, 1)."""
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
     def train_dataloader(self) -> DataLoader:
+        rank, world = self._shard()
         sampler = EpochSeededSampler(
-            self._lengths("train"), self.batch_size, self.seed, self.group_by_length, self._batches_done_in_epoch
-        )
+            self._lengths("train"), self.batch_size, self.seed, self.group_by_length, self._batches_done_in_epoch,
+            rank=rank, num_replicas=world,
+        )  # fmt: skip
         return self._loader("train", self.batch_size, sampler=sampler)
 
     def _batches_done_in_epoch(self) -> int:
@@ -266,10 +273,12 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return 0
         return trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
-    def _eval_loader(self, split: str) -> DataLoader:
+    def _eval_loader(self, split: str, shard: bool = True) -> DataLoader:
         lengths = self._lengths(split)
         by_length = sorted(range(len(lengths)), key=lengths.__getitem__)  # predictions are keyed by idx
-        return self._loader(split, self.eval_batch_size, sampler=by_length)
+        rank, world = self._shard() if shard else (0, 1)
+        # distributed: every rank evaluates its own examples, each example exactly once (no padding duplicates)
+        return self._loader(split, self.eval_batch_size, sampler=by_length[rank::world])
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -281,7 +290,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         """Token ids of a split in length order, whatever ``use_token_states`` says: to compute them."""
         states, self.token_states = self.token_states, None
         try:
-            return self._eval_loader(split)
+            return self._eval_loader(split, shard=False)
         finally:
             self.token_states = states
 
@@ -292,6 +301,10 @@ class EpochSeededSampler(Sampler):
     Length-grouped (``transformers``' ``get_length_grouped_indices``: shuffled megabatches, each sorted by
     length) or a plain shuffle. Not drawing from the global RNG makes the order replayable: a run resumed
     mid-epoch skips the batches its checkpoint had already trained and sees exactly the rest.
+
+    Distributed (``num_replicas`` > 1): the epoch's batches are dealt out to the ranks in turn (rank r gets
+    batches r, r + W, ...), the same number to each (a remainder of fewer than W batches is dropped), so that
+    every rank takes the same number of steps and length grouping is kept.
     """
 
     def __init__(
@@ -301,7 +314,12 @@ class EpochSeededSampler(Sampler):
         seed: int,
         group_by_length: bool = True,
         batches_done: Callable[[], int] | None = None,
+        rank: int = 0,
+        num_replicas: int = 1,
     ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} outside [0, {num_replicas})")
+        self.rank, self.num_replicas = rank, num_replicas
         self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
         self.group_by_length = group_by_length
         self.batches_done = batches_done  # batches of this epoch already trained (a resumed run) at iter time
@@ -310,8 +328,17 @@ class EpochSeededSampler(Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _my_batches(self) -> list[int]:
+        """Positions (in the epoch's order) of this rank's batches."""
+        n_batches = -(-len(self.lengths) // self.batch_size)
+        per_rank = n_batches // self.num_replicas if self.num_replicas > 1 else n_batches
+        return list(range(self.rank, n_batches, self.num_replicas))[:per_rank]
+
     def __len__(self) -> int:
-        return len(self.lengths)
+        if self.num_replicas == 1:
+            return len(self.lengths)
+        n = len(self.lengths)
+        return sum(min(self.batch_size, n - b * self.batch_size) for b in self._my_batches())
 
     def __iter__(self):
         import torch
@@ -322,6 +349,9 @@ class EpochSeededSampler(Sampler):
             order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
         else:
             order = torch.randperm(len(self.lengths), generator=generator).tolist()
+        if self.num_replicas > 1:
+            bs = self.batch_size
+            order = [i for b in self._my_batches() for i in order[b * bs : (b + 1) * bs]]
         skip = self.batches_done() * self.batch_size if self.batches_done else 0
         return iter(order[skip:])
 
