@@ -61,17 +61,23 @@ def test_roberta_head_reads_only_the_first_token():
         assert not torch.allclose(head(features), head(changed_first))
 
 
-def test_roberta_head_is_pooler_pooling_on_the_first_token(tmp_path):
-    """In eval mode RobertaClassificationHead == pooling=pooler (dense+tanh on <s>) + linear classifier."""
+def roberta_pair(tmp_path, pooling, **model_kwargs):
+    """A random RobertaForSequenceClassification and our model on the same encoder and head weights (eval)."""
     torch.manual_seed(0)
     RobertaModel(RobertaConfig(**SMALL), add_pooling_layer=False).save_pretrained(tmp_path)
     reference = RobertaForSequenceClassification.from_pretrained(tmp_path).eval()
-    ours = PoolingClassifier(RobertaModel.from_pretrained(tmp_path, add_pooling_layer=False), DenseTanhPooling, 4)
-    ours.eval()
-    assert ours.pooling.source == "fresh"  # RoBERTa checkpoints have no pooler weights
+    encoder = RobertaModel.from_pretrained(tmp_path, add_pooling_layer=False)
+    ours = PoolingClassifier(encoder, pooling, 4, **model_kwargs).eval()
     with torch.no_grad():
         ours.pooling.dense.load_state_dict(reference.classifier.dense.state_dict())
         ours.classifier.load_state_dict(reference.classifier.out_proj.state_dict())
+    return reference, ours
+
+
+def test_roberta_head_is_pooler_pooling_on_the_first_token(tmp_path):
+    """In eval mode RobertaClassificationHead == pooling=pooler (dense+tanh on <s>) + linear classifier."""
+    reference, ours = roberta_pair(tmp_path, DenseTanhPooling)
+    assert ours.pooling.source == "fresh"  # RoBERTa checkpoints have no pooler weights
     ids, mask = batch(reference.config.vocab_size, 1, 0)
     expected = reference(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(ours(ids, mask), expected, rtol=1e-5, atol=1e-5)
@@ -82,14 +88,7 @@ def test_roberta_head_is_pooler_pooling_on_the_first_token(tmp_path):
 
 def test_roberta_head_pooling_reproduces_roberta_for_sequence_classification(tmp_path):
     """pooling=roberta_head + the classifier IS RobertaClassificationHead (dropout-dense-tanh-dropout-out_proj)."""
-    torch.manual_seed(0)
-    RobertaModel(RobertaConfig(**SMALL), add_pooling_layer=False).save_pretrained(tmp_path)
-    reference = RobertaForSequenceClassification.from_pretrained(tmp_path).eval()
-    encoder = RobertaModel.from_pretrained(tmp_path, add_pooling_layer=False)
-    ours = PoolingClassifier(encoder, partial(RobertaHeadPooling, dropout=0.1), 4, classifier_dropout=0.1).eval()
-    with torch.no_grad():
-        ours.pooling.dense.load_state_dict(reference.classifier.dense.state_dict())
-        ours.classifier.load_state_dict(reference.classifier.out_proj.state_dict())
+    reference, ours = roberta_pair(tmp_path, partial(RobertaHeadPooling, dropout=0.1), classifier_dropout=0.1)
     ids, mask = batch(reference.config.vocab_size, 1, 0)
     expected = reference(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(ours(ids, mask), expected, rtol=1e-5, atol=1e-5)

@@ -46,12 +46,16 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
     return summed / count
 
 
-class ClsPooling(nn.Module):
-    """The first real token's final state ([CLS] for BERT, ``<s>`` for RoBERTa), with no parameters."""
+class FixedPooling(nn.Module):
+    """Base of the poolers without parameters whose output has the encoder's width H."""
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
         self.out_features = hidden_size
+
+
+class ClsPooling(FixedPooling):
+    """The first real token's final state ([CLS] for BERT, ``<s>`` for RoBERTa), with no parameters."""
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return first_token(hidden_states, attention_mask)
@@ -92,38 +96,26 @@ class DenseTanhPooling(nn.Module):
         return self.activation(self.dense(first_token(hidden_states, attention_mask)))
 
 
-class MeanPooling(nn.Module):
+class MeanPooling(FixedPooling):
     """Mean of the real tokens' states."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.out_features = hidden_size
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return masked_mean(hidden_states, attention_mask)
 
 
-class MeanSqrtLenPooling(nn.Module):
+class MeanSqrtLenPooling(FixedPooling):
     """Sum of the real tokens' states divided by the square root of their number (sentence-transformers'
     ``mean_sqrt_len_tokens``): longer texts get larger vectors, less than linearly."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.out_features = hidden_size
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)
         return (hidden_states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1).sqrt()
 
 
-class WeightedMeanPooling(nn.Module):
+class WeightedMeanPooling(FixedPooling):
     """Position-weighted mean: the i-th real token (i = 1, 2, ...) weighs i, so later tokens count more
     (sentence-transformers' ``weightedmean``, SGPT). Positions count real tokens only, so left padding
     gives the same result as right padding."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.out_features = hidden_size
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         mask = attention_mask.to(hidden_states.dtype)  # (B, T)
@@ -131,12 +123,8 @@ class WeightedMeanPooling(nn.Module):
         return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
 
 
-class LastTokenPooling(nn.Module):
+class LastTokenPooling(FixedPooling):
     """The last real token's state: what decoder models' sequence-classification heads read (GPT-2, Llama)."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.out_features = hidden_size
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         rows = torch.arange(hidden_states.size(0), device=hidden_states.device)
@@ -172,12 +160,8 @@ class RobertaHeadPooling(nn.Module):
         return torch.tanh(self.dense(self.dropout(first_token(hidden_states, attention_mask))))
 
 
-class MaxPooling(nn.Module):
+class MaxPooling(FixedPooling):
     """Element-wise maximum over the real tokens' states."""
-
-    def __init__(self, hidden_size: int) -> None:
-        super().__init__()
-        self.out_features = hidden_size
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         pad = ~attention_mask.bool().unsqueeze(-1)  # (B, T, 1)
