@@ -148,6 +148,7 @@ def test_ddp_on_cpu_with_two_processes_matches_a_single_process_evaluation(tmp_p
     assert sorted(p.name for p in run_dir.rglob("results.json") if "wandb" not in p.parts) == ["results.json"]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "finished" and results["world_size"] == 2
+    assert len(wandb_ids(run_dir)) == 1  # one W&B run, from rank zero
     preds = [json.loads(line) for line in (run_dir / "test_predictions.jsonl").read_text().splitlines()]
     assert sorted(p["idx"] for p in preds) == list(range(results["num_examples"]["test"]))  # each example once
     acc = sum(p["label"] == p["pred"] for p in preds) / len(preds)
