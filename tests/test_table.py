@@ -184,11 +184,16 @@ def test_jobs_are_read_in_sweep_order(tmp_path):
     assert [r.folder.name for r in tables.find_runs([tmp_path / "sweep"])] == ["1", "2", "10"]
 
 
-def test_archive_keeps_what_the_table_needs_and_drops_the_texts(sweep, tmp_path):
+def test_archive_keeps_what_the_table_needs_and_drops_the_texts(sweep, tmp_path, capsys):
     for preds in sweep.rglob("test_predictions.jsonl"):  # as written by train.py: with the texts
         rows = [{**json.loads(line), "text": "a private sentence"} for line in preds.read_text().splitlines()]
         preds.write_text("\n".join(map(json.dumps, rows)) + "\n")
+    w = sweep / "cls1" / "wandb" / "offline-run-x" / "files" / "poolbench"  # the copy a W&B run carries
+    w.mkdir(parents=True)
+    (w / "results.json").write_text((sweep / "cls1" / "results.json").read_text())
     assert cli(["archive", str(sweep), str(tmp_path / "copy")]) == 0
+    assert "archived 7 run(s)" in capsys.readouterr().out
+    assert not list((tmp_path / "copy").rglob("wandb"))
     copied = list((tmp_path / "copy").rglob("test_predictions.jsonl"))
     assert len(copied) == 7 and all("private" not in p.read_text() for p in copied)
     original = report.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=100))

@@ -92,13 +92,13 @@ def archive_command(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", help="where the copy goes (e.g. experiments/<study>/runs)")
     args = parser.parse_args(argv)
     source, dest = Path(args.source), Path(args.dest)
-    results = sorted(source.rglob("results.json"))
+    # skipping the copies each W&B run folder holds
+    results = sorted(f for f in source.rglob("results.json") if "wandb" not in f.relative_to(source).parts)
     if not results:
         print(f"poolbench archive: no results.json under {source}", file=sys.stderr)
         return 2
     for file in results:
-        if "wandb" not in file.parts:
-            record.copy_records(file.parent, dest / file.parent.relative_to(source))
+        record.copy_records(file.parent, dest / file.parent.relative_to(source))
     print(f"archived {len(results)} run(s) from {source} into {dest}")
     return 0
 
