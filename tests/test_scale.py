@@ -211,3 +211,41 @@ def test_the_optuna_config_searches_lr_dropout_and_warmup_on_val_f1(compose):
     assert cfg.optimized_metric == "val/f1_macro" and cfg.hydra.sweeper.direction == "maximize"
     assert set(cfg.hydra.sweeper.params) == {"model.lr", "model.classifier_dropout", "model.warmup_ratio"}
     assert OmegaConf.select(cfg, "hydra.sweeper._target_").endswith("OptunaSweeper")
+
+
+def test_the_preemption_signal_saves_at_the_end_of_the_step_then_hands_over(tmp_path):
+    """In process: USR2 arrives mid-step; the step finishes, last.ckpt is written, then submitit's handler runs."""
+    import torch
+
+    from poolbench.encoder import random_bert
+    from poolbench.model import PoolingClassifier
+    from poolbench.pooling import MeanPooling
+    from poolbench.preemption import Preemption
+
+    handed_over = []
+
+    def submitit_handler(signum, frame):  # stands in for submitit's: requeue, then exit
+        handed_over.append(signum)
+        raise SystemExit(3)
+
+    class SignalDuringStep(pl.Callback):
+        def on_before_optimizer_step(self, trainer, *args):
+            if trainer.global_step == 4:
+                os.kill(os.getpid(), signal.SIGUSR2)
+
+    items = [{"input_ids": torch.randint(5, 500, (6,)), "attention_mask": torch.ones(6, dtype=torch.long),
+              "labels": torch.tensor(i % 2)} for i in range(64)]  # fmt: skip
+    loader = torch.utils.data.DataLoader(items, batch_size=4)
+    ckpt = tmp_path / "last.ckpt"
+    previous = signal.signal(signal.SIGUSR2, submitit_handler)
+    try:
+        trainer = pl.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False,
+                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
+                             callbacks=[SignalDuringStep(), Preemption(ckpt)])  # fmt: skip
+        with pytest.raises(SystemExit):
+            trainer.fit(PoolingClassifier(random_bert(), MeanPooling, num_labels=2), train_dataloaders=loader)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert handed_over == [signal.SIGUSR2]  # submitit's handler ran once, after the save
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 5  # the step during which the signal came was finished and saved

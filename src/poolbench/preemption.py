@@ -53,7 +53,11 @@ class Preemption(pl.Callback):
         self._restore()
 
     def _save_and_hand_over(self, trainer: pl.Trainer) -> None:
-        if self.pending is not None:
+        pending = self.pending is not None
+        if trainer.world_size > 1:  # DDP: every rank saves at the same step, whichever got the signal first
+            pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
+        if pending:
+            self.pending = self.pending or (SIGNAL, None)
             log.warning("preempted or timed out: saving %s at step %d, then requeueing",
                         self.checkpoint_path, trainer.global_step)  # fmt: skip
             trainer.save_checkpoint(self.checkpoint_path)
