@@ -138,8 +138,10 @@ def record_examples(model, tokenizer, texts: list[str], max_length: int, folder:
         pngs.append(plot_layer_weights(layers, folder / "explain" / "layers.png"))
     found = {"explanations": [e.to_dict() for e in explanations], "layer_weights": layers}
     record.atomic_write_json(folder / "explanations.json", found)
+    from lightning.pytorch.loggers import WandbLogger
+
     for lg in loggers:
-        if type(lg).__name__ == "WandbLogger":
+        if isinstance(lg, WandbLogger):
             import wandb
 
             rows = [
@@ -225,8 +227,8 @@ def explain_command(argv: list[str] | None = None) -> int:
         return 2
     png = Path(args.png or "explain.png")
     written = []
-    explanations = explain(model, tokenizer, args.texts, results["config"]["data"].get("max_length", 128)) if (
-        has_token_weights(model)) else []  # fmt: skip
+    max_length = results["config"]["data"].get("max_length", 128)
+    explanations = explain(model, tokenizer, args.texts, max_length) if has_token_weights(model) else []
     for i, e in enumerate(explanations):
         target = png if len(explanations) == 1 else png.with_stem(f"{png.stem}-{i}")
         written.append(plot_token_weights(e, target))
