@@ -89,11 +89,25 @@ def test_no_weight_decay_on_biases_and_layernorm():
     trainer = pl.Trainer(max_steps=10, logger=False, accelerator="cpu")
     model.trainer = trainer
     opt = model.configure_optimizers()["optimizer"]
-    decayed = {id(p) for p in opt.param_groups[0]["params"]}
-    assert opt.param_groups[0]["weight_decay"] == 0.1 and opt.param_groups[1]["weight_decay"] == 0.0
+    decayed = {id(p) for g in opt.param_groups if g["weight_decay"] == 0.1 for p in g["params"]}
+    not_decayed = [p for g in opt.param_groups if g["weight_decay"] == 0.0 for p in g["params"]]
     names = {id(p): n for n, p in model.named_parameters()}
     assert all(not n.endswith("bias") and "LayerNorm" not in n for i, n in names.items() if i in decayed)
-    assert any("LayerNorm.weight" in names[id(p)] for p in opt.param_groups[1]["params"])
+    assert any("LayerNorm.weight" in names[id(p)] for p in not_decayed)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(model.parameters()))  # each once
+
+
+def test_head_lr_applies_to_layer_mix_pooler_and_classifier_only():
+    from poolbench.attention import AttentionPooling
+    from poolbench.layers import ScalarMix
+
+    model = PoolingClassifier(random_bert(), AttentionPooling, num_labels=4, layers=ScalarMix, lr=5e-5, head_lr=1e-3)
+    model.trainer = pl.Trainer(max_steps=10, logger=False, accelerator="cpu")
+    opt = model.configure_optimizers()["optimizer"]
+    lr_of = {id(p): g["initial_lr"] for g in opt.param_groups for p in g["params"]}  # peak lr (warm-up starts at 0)
+    for name, p in model.named_parameters():
+        assert lr_of[id(p)] == (5e-5 if name.startswith("encoder.") else 1e-3), name
+    assert lr_of[id(model.layers.scores)] == 1e-3 and lr_of[id(model.pooling.query)] == 1e-3
 
 
 def test_checkpoint_pooler_is_detached_unless_pooling_pooler_uses_it():

@@ -28,6 +28,12 @@ def problems(cfg: DictConfig) -> list[str]:
 
     lr = number("model.lr")
     check(lr is not None and lr > 0, "model.lr", f"must be a positive number, got {value('model.lr')!r}")
+    head_lr = value("model.head_lr")
+    check(
+        head_lr is None or (number("model.head_lr") is not None and head_lr > 0),
+        "model.head_lr",
+        f"must be null or a positive number, got {head_lr!r}",
+    )
     wd = number("model.weight_decay")
     check(wd is not None and wd >= 0, "model.weight_decay", f"must be >= 0, got {value('model.weight_decay')!r}")
     warmup = number("model.warmup_ratio")

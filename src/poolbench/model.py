@@ -52,6 +52,9 @@ class PoolingClassifier(pl.LightningModule):
         lr: peak learning rate (AdamW).
         weight_decay: AdamW weight decay, not applied to biases and LayerNorm weights.
         warmup_ratio: fraction of the training steps with linear warm-up; linear decay to 0 after.
+        head_lr: learning rate of the parameters outside the encoder (layer mix, pooler, classifier);
+            ``None``: ``lr``. Freshly initialised scalars such as ``layers=scalar_mix``'s weights barely move at
+            a fine-tuning lr (5e-5 for ~1,000 steps).
         encoder_name: for log messages.
     """
 
@@ -67,6 +70,7 @@ class PoolingClassifier(pl.LightningModule):
         lr: float = 5e-5,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
+        head_lr: float | None = None,
         encoder_name: str = "encoder",
     ) -> None:
         super().__init__()
@@ -229,18 +233,23 @@ class PoolingClassifier(pl.LightningModule):
     def configure_optimizers(self):
         from transformers import get_linear_schedule_with_warmup
 
-        decay, no_decay = [], []
-        for p in self.parameters():
-            if not p.requires_grad:
-                continue
+        head_lr = self.hparams.head_lr or self.hparams.lr
+        groups = []
+        for part, lr in ((self.encoder, self.hparams.lr), (self.head_modules(), head_lr)):
+            trainable = [p for p in part.parameters() if p.requires_grad]
             # biases, LayerNorm weights (and other 1-d parameters) are not decayed, as in BERT's recipe
-            (no_decay if p.ndim < 2 else decay).append(p)
-        groups = [
-            {"params": decay, "weight_decay": self.hparams.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ]
-        optimizer = torch.optim.AdamW(groups, lr=self.hparams.lr)
+            decay = [p for p in trainable if p.ndim >= 2]
+            no_decay = [p for p in trainable if p.ndim < 2]
+            groups += [
+                {"params": decay, "weight_decay": self.hparams.weight_decay, "lr": lr},
+                {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+            ]
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.hparams.warmup_ratio * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def head_modules(self) -> nn.ModuleList:
+        """Everything but the encoder: the layer selector, the pooler and the classifier."""
+        return nn.ModuleList([self.layers, self.pooling, self.classifier])
