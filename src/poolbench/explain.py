@@ -164,6 +164,8 @@ def load_trained(path: str | Path):
     """(model, tokenizer, results) from a run folder (its best checkpoint) or a checkpoint inside one."""
     from hydra.utils import instantiate
 
+    from poolbench.model import build_model
+
     path = Path(path)
     if path.is_dir():
         run_dir = path
@@ -183,13 +185,8 @@ def load_trained(path: str | Path):
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     hparams = state.get("hyper_parameters", {})
     tokenizer = instantiate(cfg.encoder.tokenizer)
-    model = instantiate(cfg.model)(
-        encoder=instantiate(cfg.encoder.model),
-        pooling=instantiate(cfg.pooling),
-        layers=instantiate(cfg.layers) if cfg.get("layers") else None,
-        num_labels=hparams.get("num_labels") or len(results["confusion_matrix"]["labels"]),
-        label_names=hparams.get("label_names"),
-    )
+    num_labels = hparams.get("num_labels") or len(results["confusion_matrix"]["labels"])
+    model = build_model(cfg, num_labels, hparams.get("label_names"))
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     # a frozen run's checkpoint holds the head only: the encoder is the pretrained one its config names
     missing = [k for k in missing if not (cfg.encoder.freeze and k.startswith("encoder."))]

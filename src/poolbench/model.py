@@ -20,6 +20,20 @@ log = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "hidden_states")
 
 
+def build_model(cfg, num_labels: int, label_names: list[str] | None = None, encoder_name: str = "encoder"):
+    """The ``PoolingClassifier`` a job's config describes (encoder, layers, pooling, model groups)."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.model)(
+        encoder=instantiate(cfg.encoder.model),
+        pooling=instantiate(cfg.pooling),
+        layers=instantiate(cfg.layers) if cfg.get("layers") else None,
+        num_labels=num_labels,
+        label_names=label_names,
+        encoder_name=encoder_name,
+    )
+
+
 def gather_rows(rows: list[dict]) -> list[dict]:
     """Under DDP, every rank's rows (keyed by ``idx``), each once, in ``idx`` order; alone, ``rows`` as they are."""
     import torch.distributed as dist

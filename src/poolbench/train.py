@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from poolbench import record
 from poolbench.checks import validate
+from poolbench.model import build_model
 from poolbench.preemption import Preemption, under_submitit
 
 log = logging.getLogger(__name__)
@@ -232,17 +233,9 @@ def _build(cfg: DictConfig, choices: dict, name: str, group: str | None, wandb_i
     datamodule = instantiate(cfg.data, tokenizer=tokenizer, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    encoder = instantiate(cfg.encoder.model)
     if not cfg.encoder.pretrained:
         log.warning("encoder=%s is randomly initialised, NOT pretrained: for smoke tests only", choices["encoder"])
-    model = instantiate(cfg.model)(
-        encoder=encoder,
-        pooling=instantiate(cfg.pooling),
-        layers=instantiate(cfg.layers) if cfg.get("layers") else None,
-        num_labels=datamodule.num_labels,
-        label_names=datamodule.label_names,
-        encoder_name=str(choices["encoder"]),
-    )
+    model = build_model(cfg, datamodule.num_labels, datamodule.label_names, encoder_name=str(choices["encoder"]))
     if model.layers.all_layers and cfg.encoder.freeze and cfg.encoder.get("cache_features", True):
         log.info("layers=%s reads several layers: token states are not cached; the encoder runs in every step",
                  choices["layers"])  # fmt: skip
