@@ -105,15 +105,22 @@ def archive_command(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    from poolbench.explain import explain_command
-    from poolbench.heads import inspect_command
-
-    commands = {"table": table_command, "archive": archive_command, "explain": explain_command,
-                "inspect": inspect_command}  # fmt: skip
-    if not argv or argv[0] not in commands:
-        print(f"usage: poolbench {{{','.join(commands)}}} ...", file=sys.stderr)
+    if not argv or argv[0] not in COMMANDS:
+        print(f"usage: poolbench {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
-    return commands[argv[0]](argv[1:])
+    import importlib
+
+    module, function = COMMANDS[argv[0]].split(":")
+    # only the chosen command's imports: `poolbench table` and `archive` never load torch
+    return getattr(importlib.import_module(module), function)(argv[1:])
+
+
+COMMANDS = {
+    "table": "poolbench.cli:table_command",
+    "archive": "poolbench.cli:archive_command",
+    "explain": "poolbench.explain:explain_command",
+    "inspect": "poolbench.heads:inspect_command",
+}
 
 
 if __name__ == "__main__":
