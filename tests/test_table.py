@@ -177,6 +177,29 @@ def test_records_from_before_layer_pooling_count_as_the_last_layer(tmp_path):
     assert rows[("scalar_mix",)][0] == pytest.approx(0.9)
 
 
+def test_a_setting_that_differs_within_a_row_is_reported(tmp_path):
+    # a study resumed on other hardware: the precision chosen by the machine changed between seeds of one row
+    labels = [0, 1, 0, 1]
+    for job, (pooling, seed, precision) in enumerate(
+        [("cls", 1, "bf16-mixed"), ("cls", 2, "bf16-mixed"), ("mha", 1, "bf16-mixed"), ("mha", 2, "32-true")]
+    ):
+        folder = tmp_path / "sweep" / str(job)
+        write_run(folder, pooling, seed, 0.5, labels, labels)
+        results = json.loads((folder / "results.json").read_text())
+        results["config"]["trainer"] = {"precision": precision}
+        (folder / "results.json").write_text(json.dumps(results))
+    runs = tables.find_runs([tmp_path / "sweep"])
+    table = tables.build_table(runs, by=["pooling"], ref="pooling=cls", n_boot=50)
+    [note] = [n for n in table.notes if n.startswith("trainer.precision")]
+    assert "bf16-mixed in 3 runs, 32-true in 1 runs" in note
+    assert "pooling=mha: bf16-mixed (seeds 1); 32-true (seeds 2)" in note and "pooling=cls:" not in note
+    assert f"- note: {note}" in report.to_markdown(table)
+
+    # the same setting as a row key: nothing left to report
+    table = tables.build_table(runs, by=["pooling", "trainer.precision"], n_boot=50)
+    assert not any("differs between runs" in n for n in table.notes)
+
+
 def test_jobs_are_read_in_sweep_order(tmp_path):
     labels = [0, 1, 0, 1]
     for job, pooling in ((10, "max"), (2, "mean"), (1, "cls")):

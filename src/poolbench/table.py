@@ -277,8 +277,11 @@ def build_table(
         groups.setdefault(tuple(r.flat.get(k) for k in by), []).append(r)
     rows = [Row(key, members) for key, members in groups.items()]
     notes = []
+    others = [k for k in varying_keys(done) if k not in by and not k.startswith(tuple(f"{b}." for b in by))]
     if best_by:
-        notes += _keep_best(rows, by, [k for k in varying_keys(done) if k not in by], best_by)
+        notes += _keep_best(rows, by, others, best_by)
+    else:  # runs that differ in more than the row keys: say so, a row may mix them
+        notes += _unlisted_differences(rows, by, others)
     for row in rows:
         for m in metrics:
             values = [r.results["metrics"][m] for r in row.runs if m in r.results.get("metrics", {})]
@@ -324,6 +327,28 @@ def _keep_best(rows: list[Row], by: list[str], settings: list[str], metric: str)
         chosen = ", ".join(f"{k}={_short(v)}" for k, v in zip(settings, best, strict=True)) or "(one setting)"
         notes.append(f"{row_label(by, row.key)}: best of {len(candidates)} settings by {metric} "
                      f"({score(row.runs):.4f}): {chosen}")  # fmt: skip
+    return notes
+
+
+def _unlisted_differences(rows: list[Row], by: list[str], keys: list[str]) -> list[str]:
+    """One note per setting that varies between runs but is not a row key (e.g. the precision the hardware chose),
+    naming the rows whose runs mix its values, with their seeds."""
+    notes = []
+    for k in keys:
+        counts: dict[str, int] = {}
+        mixed = []
+        for row in rows:
+            seeds: dict[str, list] = {}
+            for r in row.runs:
+                seeds.setdefault(_short(r.flat.get(k)), []).append(r.seed)
+            for value, s in seeds.items():
+                counts[value] = counts.get(value, 0) + len(s)
+            if len(seeds) > 1:
+                parts = "; ".join(f"{v} (seeds {', '.join(map(str, sorted(s, key=str)))})" for v, s in seeds.items())
+                mixed.append(f"{row_label(by, row.key)}: {parts}")
+        spread = ", ".join(f"{v} in {n} runs" for v, n in counts.items())
+        note = f"{k} differs between runs and is not a row key ({spread})"
+        notes.append(note + ("; rows that mix it: " + " | ".join(mixed) if mixed else ""))
     return notes
 
 
