@@ -154,8 +154,8 @@ def varying_keys(runs: list[Run]) -> list[str]:
     def varies(k: str) -> bool:
         return len({json.dumps(r.flat.get(k), default=str) for r in runs}) > 1
 
-    # a group's `_target_` follows its choice (`pooling`, ...), which is already a column
-    varying = [k for k in keys if not k.startswith(IGNORED) and not k.endswith("_target_") and varies(k)]
+    # a group's `_target_` and `_partial_` follow its choice (`pooling`, ...), which is already a column
+    varying = [k for k in keys if not k.startswith(IGNORED) and not k.endswith(("_target_", "_partial_")) and varies(k)]
     choices = [k for k in varying if "." not in k]
     covered = {f"{c}." for c in choices}
     return choices + [k for k in varying if "." in k and not k.startswith(tuple(covered))]
