@@ -10,7 +10,7 @@ import poolbench  # noqa: F401  (registers the config resolvers)
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from poolbench.train import run
+    from poolbench.run.job import run
 
     return run(cfg)
 

@@ -59,7 +59,7 @@ def train_flops_per_token(config, mean_len: float) -> float:
 def load_default_data(max_length: int = 128):
     """The default hutto4 training split, tokenised by the default encoder's tokenizer."""
     from poolbench.data import Hutto4DataModule
-    from poolbench.encoder import load_tokenizer, packaged_minilm_path
+    from poolbench.model.encoder import load_tokenizer, packaged_minilm_path
 
     tokenizer = load_tokenizer(packaged_minilm_path())
     cache = os.environ.get("POOLBENCH_CACHE", "~/.cache/poolbench")
@@ -75,9 +75,9 @@ def bench_step(args) -> None:
     import torch
     from transformers import BertForSequenceClassification
 
-    from poolbench.encoder import from_pretrained, packaged_minilm_path
-    from poolbench.model import PoolingClassifier
-    from poolbench.pooling import DenseTanhPooling
+    from poolbench.model.encoder import from_pretrained, packaged_minilm_path
+    from poolbench.model.classifier import PoolingClassifier
+    from poolbench.model.poolers import DenseTanhPooling
 
     torch.manual_seed(0)
     tokenizer, dm = load_default_data()
@@ -147,7 +147,7 @@ def bench_step(args) -> None:
 def bench_epoch(args) -> None:
     import torch
 
-    from poolbench.encoder import from_pretrained, packaged_minilm_path
+    from poolbench.model.encoder import from_pretrained, packaged_minilm_path
 
     torch.manual_seed(0)
     tokenizer, dm = load_default_data()
@@ -183,9 +183,9 @@ def poolbench_epoch(dm, path, n, args):
     """poolbench's own training loop: Lightning, length-grouped batches, dynamic padding."""
     import lightning.pytorch as pl
 
-    from poolbench.encoder import from_pretrained
-    from poolbench.model import PoolingClassifier
-    from poolbench.pooling import MeanPooling
+    from poolbench.model.encoder import from_pretrained
+    from poolbench.model.classifier import PoolingClassifier
+    from poolbench.model.poolers import MeanPooling
 
     model = PoolingClassifier(from_pretrained(path), MeanPooling, num_labels=4)
     batches = -(-n // dm.batch_size)

@@ -1,10 +1,14 @@
-"""Shared fixtures: the real config composed with fast CPU overrides, tiny encoders and small in-memory data."""
+"""Shared helpers and fixtures: the real config with `debug=smoke` (tiny random encoder, one CPU epoch), small
+learnable data files, `python train.py` in a subprocess, W&B runs read back. Test modules import only these."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +55,51 @@ def data_overrides(csv_data: dict[str, Path]) -> list[str]:
     return ["data=csv", *(f"data.{s}={p}" for s, p in csv_data.items())]
 
 
+def clean_env(tmp_path: Path, cache_dir: Path, **extra: str) -> dict:
+    """The environment of a `python train.py` subprocess: no W&B key nor netrc (so W&B runs offline), the shared
+    cache, and tests/ importable (for test-only callbacks such as killer.KillAtStep)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir), **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    return env
+
+
+def train_cli(args: list[str], env: dict, cwd: Path = ROOT, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`python train.py debug=smoke ARGS` as a user runs it (`-m` anywhere in ARGS makes it a sweep)."""
+    cmd = [sys.executable, str(ROOT / "train.py"), "debug=smoke", *(a for a in args if a != "-m")]
+    cmd += ["-m"] if "-m" in args else []  # Hydra takes its flags before or after the overrides, not among them
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def read_record(folder: Path) -> dict:
+    """A job's results.json, as a user reads it."""
+    return json.loads((folder / "results.json").read_text())
+
+
+def sweep_records(sweep: Path) -> list[dict]:
+    """The records of a sweep's jobs, in job order."""
+    return [read_record(sweep / str(i)) for i in range(len(list(sweep.glob("*/results.json"))))]
+
+
+def wandb_summary(run_dir: Path) -> dict:
+    """An offline W&B run's config, summary and state, read back with W&B's own `wandb leet inspect`."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(done.stdout)
+
+
+def pooler_configs() -> dict[str, type]:
+    """Every `pooling=` choice (conf/pooling/*.yaml) and the class its `_target_` names."""
+    import yaml
+    from hydra.utils import get_class
+
+    return {
+        p.stem: get_class(yaml.safe_load(p.read_text())["_target_"]) for p in sorted((CONF / "pooling").glob("*.yaml"))
+    }
+
+
 @pytest.fixture
 def csv_data(tmp_path: Path) -> dict[str, Path]:
     """Small train/val/test CSV files with four learnable classes."""
@@ -69,30 +118,20 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def compose(tmp_path: Path, cache_dir: Path):
-    """compose(overrides) -> the real train config with fast CPU overrides, outputs under tmp_path."""
+    """compose(overrides) -> the real train config with debug=smoke and logger=none, outputs under tmp_path."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     import poolbench  # noqa: F401  (resolvers)
 
-    def _compose(overrides: list[str] = (), fast: bool = True):
-        fast_overrides = [
-            "encoder=tiny_bert",
-            "logger=none",
-            "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "trainer.enable_progress_bar=false",
-            "trainer.enable_model_summary=false",
-            "data.batch_size=16",
-            f"paths.cache_dir={cache_dir}",
-            f"paths.output_dir={tmp_path / 'out'}",
-        ]
+    def _compose(overrides: list[str] = (), smoke: bool = True):
+        local = [f"paths.cache_dir={cache_dir}", f"paths.output_dir={tmp_path / 'out'}"]
+        if smoke:
+            local = ["debug=smoke", "logger=none", *local]
         GlobalHydra.instance().clear()
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return hydra_compose(
-                "train", overrides=[*(fast_overrides if fast else []), *overrides], return_hydra_config=True
-            )
+            return hydra_compose("train", overrides=[*local, *overrides], return_hydra_config=True)
 
     yield _compose
     GlobalHydra.instance().clear()
@@ -101,12 +140,10 @@ def compose(tmp_path: Path, cache_dir: Path):
 @pytest.fixture
 def run_job(compose):
     """run_job(overrides) -> (results dict, output folder): one in-process job like `python train.py`."""
-    import json
-
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from poolbench.train import run
+    from poolbench.run.job import run
 
     def _run(overrides: list[str]):
         cfg = compose(overrides)
@@ -122,6 +159,6 @@ def run_job(compose):
             run(cfg)
         finally:
             HydraConfig.instance().cfg = None
-        return json.loads((out / "results.json").read_text()), out
+        return read_record(out), out
 
     return _run

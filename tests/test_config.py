@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-import pytest
-from conftest import CONF
-from hydra.errors import ConfigCompositionException, MissingConfigException
-from hydra.utils import get_method, instantiate
+import inspect
 
-from poolbench.pooling import POOLINGS
+import pytest
+from conftest import CONF, pooler_configs
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from hydra.utils import get_class, get_method, instantiate
+from torch import nn
+
+from poolbench.model import attention, poolers
 
 GROUPS = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in CONF.iterdir() if g.is_dir()}
 ONLINE_ENCODERS = {"bert_base", "roberta_base"}  # hub checkpoints: composed and resolved, not downloaded
 
 
+def test_every_pooler_class_has_its_config_and_every_config_its_class():
+    defined = {cls for module in (poolers, attention) for _, cls in inspect.getmembers(module, inspect.isclass)
+               if issubclass(cls, nn.Module) and cls.__module__ == module.__name__ and cls.__name__.endswith("Pooling")
+               and cls is not poolers.FixedPooling}  # fmt: skip
+    configured = pooler_configs()
+    assert set(configured.values()) == defined and len(configured) == len(defined) == 12
+
+
 def test_the_groups_users_rely_on_exist():
-    assert set(GROUPS["pooling"]) == set(POOLINGS)  # one config per pooler class, same names
     assert GROUPS["layers"] == ["last", "last4_concat", "last4_mean", "scalar_mix"]
     assert {"minilm", "bert_base", "roberta_base", "tiny_bert", "tiny_roberta"} <= set(GROUPS["encoder"])
     assert {"hutto4", "csv", "hub"} <= set(GROUPS["data"])
@@ -40,7 +50,8 @@ def test_encoder_configs(compose, encoder):
 @pytest.mark.parametrize("pooling", GROUPS["pooling"])
 def test_pooling_configs(compose, pooling):
     pooler = instantiate(compose([f"pooling={pooling}"]).pooling)(hidden_size=16)
-    assert isinstance(pooler, POOLINGS[pooling]) and pooler.out_features % 16 == 0
+    assert type(pooler) is pooler_configs()[pooling]
+    assert pooler.out_features == {"cls_mean": 2 * 16, "self_attentive": 4 * 16}.get(pooling, 16)  # 4 hops
 
 
 @pytest.mark.parametrize("layers", GROUPS["layers"])
@@ -68,13 +79,13 @@ def test_other_groups(compose, group, tmp_path):
             assert instantiate(node, logger=False).max_epochs == 1
         elif group in ("callbacks", "logger"):
             for sub in (node or {}).values():
-                assert instantiate(sub) is not None
+                assert isinstance(instantiate(sub), get_class(sub._target_))
         else:
             assert node.cache_dir
 
 
 def test_default_is_the_offline_main_job(compose):
-    cfg = compose(fast=False)
+    cfg = compose(smoke=False)
     choices = cfg.hydra.runtime.choices
     assert (choices.data, choices.encoder, choices.logger, choices.layers) == ("hutto4", "minilm", "wandb", "last")
 

@@ -9,13 +9,12 @@ import tarfile
 import pytest
 from conftest import synthetic_rows, write_csv
 
-from poolbench import hutto
-from poolbench.data import DataError, FilesDataModule, Hutto4DataModule
+from poolbench.data import DataError, FilesDataModule, Hutto4DataModule, hutto
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from poolbench.encoder import load_tokenizer, packaged_minilm_path
+    from poolbench.model.encoder import load_tokenizer, packaged_minilm_path
 
     return load_tokenizer(packaged_minilm_path())
 
@@ -97,7 +96,7 @@ def test_missing_val_and_test_are_held_out_of_train(tokenizer, tmp_path):
 
 
 def test_tokenisation_is_cached_on_disk_and_invalidated_by_what_changes_the_ids(tokenizer, tmp_path, monkeypatch):
-    from poolbench.encoder import toy_roberta_tokenizer
+    from poolbench.model.encoder import toy_roberta_tokenizer
 
     train = write_csv(tmp_path / "train.csv", synthetic_rows(100))
     files_dm(tokenizer, tmp_path, train=str(train)).setup()

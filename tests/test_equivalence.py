@@ -14,8 +14,8 @@ from transformers import (
     RobertaModel,
 )
 
-from poolbench.model import PoolingClassifier
-from poolbench.pooling import ClsPooling, DenseTanhPooling, RobertaHeadPooling
+from poolbench.model.classifier import PoolingClassifier
+from poolbench.model.poolers import ClsPooling, DenseTanhPooling, RobertaHeadPooling
 
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, num_labels=4)
 

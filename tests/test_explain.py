@@ -9,8 +9,8 @@ import torch
 from conftest import data_overrides
 from transformers import BertConfig, BertModel, GPT2Config, RobertaConfig, RobertaModel
 
+from poolbench.analysis.inspect import inspect_model
 from poolbench.cli import main as cli
-from poolbench.heads import inspect_model
 
 TEXT = "the film was not bad at all"
 
@@ -38,7 +38,7 @@ def test_explain_prints_one_weight_per_token_and_writes_a_png(run_job, csv_data,
     assert cli(["explain", str(run_dir), TEXT, "--png", str(png)]) == 0
     out = capsys.readouterr().out
     rows = weight_lines(out)
-    from poolbench.encoder import load_tokenizer, packaged_minilm_path
+    from poolbench.model.encoder import load_tokenizer, packaged_minilm_path
 
     tokens = load_tokenizer(packaged_minilm_path()).tokenize(TEXT)
     assert [t for t, _ in rows] == ["[CLS]", *tokens, "[SEP]"]
@@ -97,7 +97,7 @@ def test_inspect_names_the_pooling_of_each_native_head(tmp_path, capsys):
 
 
 def test_inspect_flags_the_packaged_minilm_pooler_as_untrained():
-    from poolbench.encoder import packaged_minilm_path
+    from poolbench.model.encoder import packaged_minilm_path
 
     report = inspect_model(packaged_minilm_path())
     assert report.head.pooling == "pooler" and "UNTRAINED" in report.verdict

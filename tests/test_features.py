@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from conftest import data_overrides
 
-from poolbench import features
+from poolbench.model import features
+from poolbench.record import read_predictions
 
 
 def predictions(out):
-    return {r["idx"]: r["probs"] for r in map(json.loads, (out / "test_predictions.jsonl").read_text().splitlines())}
+    return {r["idx"]: r["probs"] for r in read_predictions(out)}
 
 
 def test_cached_states_equal_the_encoder_output(compose, csv_data, cache_dir):

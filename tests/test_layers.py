@@ -6,11 +6,12 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import pooler_configs
 
-from poolbench.encoder import random_bert
-from poolbench.layers import LastLayer, LastLayersConcat, LastLayersMean, ScalarMix
-from poolbench.model import PoolingClassifier
-from poolbench.pooling import POOLINGS, MeanPooling
+from poolbench.model.classifier import PoolingClassifier
+from poolbench.model.encoder import random_bert
+from poolbench.model.layers import LastLayer, LastLayersConcat, LastLayersMean, ScalarMix
+from poolbench.model.poolers import MeanPooling
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_the_default_is_the_last_layer(states):
 @pytest.mark.parametrize("layers", [LastLayer, LastLayersMean, LastLayersConcat, ScalarMix])
 def test_every_pooler_combines_with_every_layer_selector(states, layers):
     encoder, ids, mask, _ = states
-    for name, pooling in POOLINGS.items():
+    for name, pooling in pooler_configs().items():
         model = PoolingClassifier(encoder, pooling, num_labels=3, layers=layers)
         logits = model(ids, mask)
         assert logits.shape == (2, 3), name

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from poolbench.encoder import from_pretrained, load_tokenizer, packaged_minilm_path, random_bert
-from poolbench.model import PoolingClassifier
-from poolbench.pooling import MeanPooling
+from poolbench.model.classifier import PoolingClassifier
+from poolbench.model.encoder import from_pretrained, load_tokenizer, packaged_minilm_path, random_bert
+from poolbench.model.poolers import MeanPooling
 
 
 class Probe(pl.Callback):
@@ -98,8 +98,8 @@ def test_no_weight_decay_on_biases_and_layernorm():
 
 
 def test_head_lr_applies_to_layer_mix_pooler_and_classifier_only():
-    from poolbench.attention import AttentionPooling
-    from poolbench.layers import ScalarMix
+    from poolbench.model.attention import AttentionPooling
+    from poolbench.model.layers import ScalarMix
 
     model = PoolingClassifier(random_bert(), AttentionPooling, num_labels=4, layers=ScalarMix, lr=5e-5, head_lr=1e-3)
     model.trainer = pl.Trainer(max_steps=10, logger=False, accelerator="cpu")
@@ -111,7 +111,7 @@ def test_head_lr_applies_to_layer_mix_pooler_and_classifier_only():
 
 
 def test_checkpoint_pooler_is_detached_unless_pooling_pooler_uses_it():
-    from poolbench.pooling import DenseTanhPooling
+    from poolbench.model.poolers import DenseTanhPooling
 
     model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4)
     assert model.encoder.pooler is None  # not computed, and no parameters left without gradients

@@ -2,32 +2,26 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONF, ROOT, data_overrides, synthetic_rows, write_csv
-from test_train import wandb_summary
+from conftest import (
+    CONF,
+    ROOT,
+    clean_env,
+    data_overrides,
+    read_record,
+    synthetic_rows,
+    train_cli,
+    wandb_summary,
+    write_csv,
+)
 
-from poolbench.checks import ConfigError
-from poolbench.model import PoolingClassifier
-
-
-def tiny_cmd(*overrides: str) -> list[str]:
-    return [
-        sys.executable, "train.py", "encoder=tiny_bert", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-        "trainer.enable_model_summary=false", *overrides,
-    ]  # fmt: skip
-
-
-def clean_env(tmp_path: Path, cache_dir: Path, **extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir), **extra)
-    return env
+from poolbench.model.classifier import PoolingClassifier
+from poolbench.run.checks import ConfigError
 
 
 @pytest.fixture
@@ -41,17 +35,13 @@ def bad_train(tmp_path) -> Path:
 @pytest.mark.parametrize("fail_fast", [False, True])
 def test_sweep_keeps_going_past_a_failed_job_and_exits_non_zero(tmp_path, csv_data, cache_dir, bad_train, fail_fast):
     sweep = tmp_path / "sweep"
-    cmd = tiny_cmd(
-        "data=csv", f"data.val={csv_data['val']}", f"data.test={csv_data['test']}",
-        f"data.train={bad_train},{csv_data['train']}", "logger=wandb",
-        f"fail_fast={str(fail_fast).lower()}", f"hydra.sweep.dir={sweep}",
-    )  # fmt: skip
-    cmd.insert(2, "-m")
-    env = clean_env(tmp_path, cache_dir, WANDB_MODE="offline")
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    args = ["-m", "data=csv", f"data.val={csv_data['val']}", f"data.test={csv_data['test']}",
+            f"data.train={bad_train},{csv_data['train']}", f"fail_fast={str(fail_fast).lower()}",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    done = train_cli(args, clean_env(tmp_path, cache_dir, WANDB_MODE="offline"))
     assert done.returncode != 0
     assert (sweep / "0").is_dir(), done.stderr[-3000:]
-    failed = json.loads((sweep / "0" / "results.json").read_text())
+    failed = read_record(sweep / "0")
     assert failed["status"] == "failed" and "row 4 (line 5): empty text" in failed["error"]
     (wandb_run,) = (sweep / "0" / "wandb").glob("offline-run-*")
     assert wandb_summary(wandb_run)["exit_code"] == 1  # the W&B run is marked failed
@@ -59,7 +49,7 @@ def test_sweep_keeps_going_past_a_failed_job_and_exits_non_zero(tmp_path, csv_da
         assert not (sweep / "1").exists()  # stopped at the first failure
         assert "fail_fast=true" in done.stderr
     else:
-        assert json.loads((sweep / "1" / "results.json").read_text())["status"] == "finished"
+        assert read_record(sweep / "1")["status"] == "finished"
         summary = done.stdout[done.stdout.index("sweep ") :]
         assert "1 finished, 1 failed" in summary and "empty text" in summary
 
@@ -67,7 +57,7 @@ def test_sweep_keeps_going_past_a_failed_job_and_exits_non_zero(tmp_path, csv_da
 def test_every_problem_of_a_sweep_in_one_message_before_anything_runs():
     from hydra import initialize_config_dir
 
-    from poolbench.sweep import check_sweep
+    from poolbench.run.sweep import check_sweep
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         with pytest.raises(ConfigError) as err:
@@ -82,6 +72,26 @@ def test_every_problem_of_a_sweep_in_one_message_before_anything_runs():
     assert "data.train: file '/no/such.csv' does not exist" in message
     assert "data.num_labels: must be null (from the data) or an integer >= 2, got 1" in message
     assert "Could not find 'pooling/avg'" in message
+
+
+def test_poolers_and_layer_selectors_settings_are_checked_before_anything_runs(compose):
+    from hydra import initialize_config_dir
+
+    from poolbench.run.checks import problems
+    from poolbench.run.sweep import check_sweep
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(ConfigError) as err:  # the tiny encoder: hidden size 32, 2 layers
+            check_sweep("train", ["debug=smoke", "pooling=mha", "pooling.num_heads=3,4", "layers=last,last4_mean"])
+    message = str(err.value)
+    assert "3 job(s) of this sweep have invalid configs; nothing was run" in message  # all but heads=4, last
+    assert message.count("pooling.num_heads: 3 does not divide the encoder's hidden size 32") == 2
+    assert message.count("layers.k: 4 is more than the encoder's 2 layers (choose 1 <= k <= 2)") == 2
+    assert problems(compose(["pooling=self_attentive", "pooling.hops=0", "pooling.penalty_weight=-1"])) == [
+        "pooling.hops: must be an integer >= 1, got 0",
+        "pooling.penalty_weight: must be a number >= 0, got -1",
+    ]
+    assert problems(compose(["pooling=mha", "pooling.num_heads=4", "layers=last4_mean", "layers.k=2"])) == []
 
 
 def test_a_single_run_is_checked_too(run_job, csv_data):
@@ -120,8 +130,8 @@ def test_simultaneous_runs_get_their_own_folders_and_never_write_the_api_key(tmp
     key = "fakefakefake" + "0123456789abcdef0123456789"  # 40 characters, like a real W&B key
     env = clean_env(tmp_path, cache_dir, WANDB_API_KEY=key, WANDB_MODE="offline")
     # a config that pulls the key in (as a user's own config might) must not write it out either
-    cmd = tiny_cmd(*data_overrides(csv_data), "logger=wandb", "+note=${oc.env:WANDB_API_KEY}")
-    cmd[1] = str(ROOT / "train.py")
+    cmd = [sys.executable, str(ROOT / "train.py"), "debug=smoke", *data_overrides(csv_data), "logger=wandb",
+           "+note=${oc.env:WANDB_API_KEY}"]  # fmt: skip
     procs = [
         subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)

@@ -2,43 +2,29 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, data_overrides
+from conftest import clean_env, data_overrides, read_record
+from conftest import train_cli as train
 
 pytestmark = pytest.mark.slow
 
 
-def train(args: list[str], env: dict, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(ROOT / "train.py"), *args]
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture
 def env(tmp_path, cache_dir) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir), WANDB_MODE="offline")
-    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
-    return env
+    return clean_env(tmp_path, cache_dir, WANDB_MODE="offline")
 
 
 def job(csv_data) -> list[str]:
     # 96 examples / batch 16 = 6 steps an epoch, 3 epochs; a resume point every 2 steps
-    return [
-        "encoder=tiny_bert", *data_overrides(csv_data), "data.batch_size=16", "trainer.max_epochs=3",
-        "pooling=attention", "seed=5", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-        "callbacks.last_checkpoint.every_n_train_steps=2",
-    ]  # fmt: skip
+    return [*data_overrides(csv_data), "trainer.max_epochs=3", "pooling=attention", "seed=5",
+            "callbacks.last_checkpoint.every_n_train_steps=2"]  # fmt: skip
 
 
 def outcome(folder: Path) -> tuple[dict, str]:
-    results = json.loads((folder / "results.json").read_text())
+    results = read_record(folder)
     assert results["status"] == "finished", results.get("error")
     return results, (folder / "test_predictions.jsonl").read_text()
 
@@ -52,7 +38,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, cs
     killer = ["+callbacks.killer._target_=killer.KillAtStep", "+callbacks.killer.step=9"]  # mid epoch 2
     done = train([*job(csv_data), *killer, f"hydra.run.dir={killed_dir}"], env)
     assert done.returncode == -signal.SIGKILL
-    interrupted = json.loads((killed_dir / "results.json").read_text())
+    interrupted = read_record(killed_dir)
     assert interrupted["status"] == "running" and (killed_dir / "checkpoints" / "last.ckpt").is_file()
 
     done = train([*job(csv_data), "resume=true", f"hydra.run.dir={killed_dir}"], env)
@@ -87,5 +73,19 @@ def test_rerunning_a_sweep_with_resume_continues_it_in_the_same_folder(tmp_path,
     assert done.returncode == 0, done.stderr[-3000:]
     assert list((tmp_path / "multirun").glob("*/*")) == [sweep]
     assert done.stdout.count("finished before, skipped") == 1
-    assert json.loads(record.read_text())["status"] == "finished"
+    assert read_record(sweep / "1")["status"] == "finished"
     assert "2 finished, 0 failed" in done.stdout
+
+
+def test_resume_set_in_a_config_file_works_like_on_the_command_line(tmp_path, csv_data, env):
+    """`resume` is read from the composed config, not from the command line: a user's own config can set it."""
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "mine.yaml").write_text("defaults:\n  - train\n  - _self_\nresume: true\n")
+    args = [*job(csv_data), "trainer.max_epochs=1", "logger=none", "--config-dir", str(tmp_path / "conf"),
+            "--config-name", "mine"]  # fmt: skip
+    assert train(args, env, cwd=tmp_path).returncode == 0  # nothing to resume yet: a new folder
+    first = sorted((tmp_path / "outputs").glob("*/*"))
+    done = train(args, env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "finished before, skipped (resume=true)" in done.stdout
+    assert sorted((tmp_path / "outputs").glob("*/*")) == first and len(first) == 1

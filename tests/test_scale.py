@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -13,34 +12,16 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import yaml
-from conftest import ROOT, data_overrides
+from conftest import ROOT, data_overrides, read_record
+from conftest import clean_env as env_for
+from conftest import sweep_records as jobs
+from conftest import train_cli as train
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from poolbench.data.base import EpochSeededSampler
+from poolbench.data.sampler import EpochSeededSampler
 
 CORES = len(os.sched_getaffinity(0))
-
-
-def env_for(tmp_path: Path, cache_dir: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}  # no key: W&B offline
-    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir))
-    return env
-
-
-def train(args: list[str], env: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "train.py", "encoder=tiny_bert", "trainer.enable_progress_bar=false",
-           "trainer.enable_model_summary=false", *args]  # fmt: skip
-    if "-m" in cmd:  # Hydra takes its flags before or after the overrides, not among them
-        cmd = [c for c in cmd if c != "-m"] + ["-m"]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def jobs(sweep: Path) -> list[dict]:
-    return [
-        json.loads((sweep / str(i) / "results.json").read_text())
-        for i in range(len(list(sweep.glob("*/results.json"))))
-    ]
 
 
 def wandb_ids(job: Path) -> set[str]:
@@ -88,7 +69,7 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(tm
     sweep = tmp_path / "sweep"
     args = ["-m", "pooling=mean", *data_overrides(csv_data), "trainer.max_epochs=30", "hydra/launcher=local_processes",
             "callbacks.last_checkpoint.every_n_train_steps=20", f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    cmd = [sys.executable, "train.py", "encoder=tiny_bert", "trainer.enable_progress_bar=false", *args[1:], "-m"]
+    cmd = [sys.executable, "train.py", "debug=smoke", *args[1:], "-m"]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env_for(tmp_path, cache_dir), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     ckpt = sweep / "0" / "checkpoints" / "last.ckpt"
@@ -96,12 +77,12 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(tm
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)  # training is under way once the periodic resume checkpoint exists
     assert ckpt.exists(), proc.communicate()[0][-3000:]
-    os.kill(json.loads((sweep / "0" / "results.json").read_text())["host"]["pid"], signal.SIGUSR2)
+    os.kill(read_record(sweep / "0")["host"]["pid"], signal.SIGUSR2)
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-3000:]
     (record,) = jobs(sweep)
     assert record["status"] == "finished" and record["resumed_from"] == str(ckpt)
-    assert record["global_step"] == 30 * 3  # 96 examples, batch 32: nothing trained twice, nothing skipped
+    assert record["global_step"] == 30 * 6  # 96 examples, batch 16: nothing trained twice, nothing skipped
     log = (sweep / "0" / "train.log").read_text()
     assert "preempted or timed out: saving" in log
     assert len(one_wandb_run_each(sweep)) == 1  # the requeued job logged into the same W&B run
@@ -131,7 +112,7 @@ def test_training_batches_are_dealt_out_to_ranks_whole_and_evenly():
 
 
 def test_a_ddp_strategy_needs_poolbench_to_shard_the_data(compose):
-    from poolbench.checks import problems
+    from poolbench.run.checks import problems
 
     assert problems(compose(["trainer=ddp"])) == [] and problems(compose(["trainer.strategy=ddp"])) == []
     bad = problems(compose(["trainer.strategy=ddp", "trainer.use_distributed_sampler=true"]))
@@ -146,15 +127,17 @@ def test_ddp_on_cpu_with_two_processes_matches_a_single_process_evaluation(tmp_p
                  env_for(tmp_path, cache_dir))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in run_dir.rglob("results.json") if "wandb" not in p.parts) == ["results.json"]
-    results = json.loads((run_dir / "results.json").read_text())
+    results = read_record(run_dir)
     assert results["status"] == "finished" and results["world_size"] == 2
     assert len(wandb_ids(run_dir)) == 1  # one W&B run, from rank zero
-    preds = [json.loads(line) for line in (run_dir / "test_predictions.jsonl").read_text().splitlines()]
+    from poolbench.record import read_predictions
+
+    preds = read_predictions(run_dir)
     assert sorted(p["idx"] for p in preds) == list(range(results["num_examples"]["test"]))  # each example once
     acc = sum(p["label"] == p["pred"] for p in preds) / len(preds)
     assert results["metrics"]["test/acc"] == pytest.approx(acc)  # synced over both ranks' halves
     # the best checkpoint, evaluated in one process on the whole validation set, gives the DDP run's number
-    from poolbench.explain import load_trained
+    from poolbench.analysis.explain import load_trained
 
     model, tokenizer, _ = load_trained(run_dir)
     cfg = OmegaConf.create(results["config"])
@@ -198,11 +181,12 @@ def test_an_optuna_search_writes_its_results_and_the_table_picks_the_best_trial(
     assert found["best_value"] == pytest.approx(best["metrics"]["val/f1_macro"])
     assert "model.lr=" in records[0]["overrides"] and "data.train" not in records[0]["overrides"]
 
-    from poolbench import table as tables
+    from poolbench.analysis.runs import find_runs
+    from poolbench.analysis.table import build_table
 
-    table = tables.build_table(tables.find_runs([sweep]), by=["pooling"], best_by="val/f1_macro", n_boot=50)
+    table = build_table(find_runs([sweep]), by=["pooling"], best_by="val/f1_macro", n_boot=50)
     (row,) = table.rows
-    assert row.runs[0].results["config"]["model"]["lr"] == best["config"]["model"]["lr"]
+    assert row.runs[0].record.config["model"]["lr"] == best["config"]["model"]["lr"]
     assert "best of 3 settings by val/f1_macro" in table.notes[0]
 
 
@@ -217,10 +201,10 @@ def test_the_preemption_signal_saves_at_the_end_of_the_step_then_hands_over(tmp_
     """In process: USR2 arrives mid-step; the step finishes, last.ckpt is written, then submitit's handler runs."""
     import torch
 
-    from poolbench.encoder import random_bert
-    from poolbench.model import PoolingClassifier
-    from poolbench.pooling import MeanPooling
-    from poolbench.preemption import Preemption
+    from poolbench.model.classifier import PoolingClassifier
+    from poolbench.model.encoder import random_bert
+    from poolbench.model.poolers import MeanPooling
+    from poolbench.run.preemption import Preemption
 
     handed_over = []
 
@@ -241,7 +225,7 @@ def test_the_preemption_signal_saves_at_the_end_of_the_step_then_hands_over(tmp_
     try:
         trainer = pl.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False,
                              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                             callbacks=[SignalDuringStep(), Preemption(ckpt)])  # fmt: skip
+                             callbacks=[SignalDuringStep(), Preemption(ckpt, armed=True)])  # fmt: skip
         with pytest.raises(SystemExit):
             trainer.fit(PoolingClassifier(random_bert(), MeanPooling, num_labels=2), train_dataloaders=loader)
     finally:

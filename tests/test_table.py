@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,10 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, data_overrides
+from conftest import clean_env, data_overrides, train_cli, wandb_summary
 
-from poolbench import report
-from poolbench import table as tables
+from poolbench.analysis import report
+from poolbench.analysis import table as tables
+from poolbench.analysis.runs import find_runs, find_wandb_runs
+from poolbench.analysis.stats import macro_f1, paired_bootstrap
 from poolbench.cli import main as cli
 
 LABELS = ["neg", "pos"]
@@ -55,7 +56,7 @@ def sweep(tmp_path) -> Path:
 
 
 def test_aggregation_is_exact(sweep):
-    table = tables.build_table(tables.find_runs([sweep]), ref="pooling=cls", n_boot=200)
+    table = tables.build_table(find_runs([sweep]), ref="pooling=cls", n_boot=200)
     assert table.by == ["pooling"]  # what varies, seed aside
     rows = {r.key: r for r in table.rows}
     mean, std, n = rows[("cls",)].stats["test/acc"]
@@ -68,30 +69,30 @@ def test_aggregation_is_exact(sweep):
 def test_paired_bootstrap_on_known_answers():
     labels = np.array([0, 1] * 100)
     same = {1: (labels, labels.copy()), 2: (labels, 1 - labels)}
-    comp = tables.paired_bootstrap(same, same, "test/acc", 2, n_boot=300)
+    comp = paired_bootstrap(same, same, "test/acc", 2, n_boot=300)
     assert (comp.diff, comp.low, comp.high, comp.p_value) == (0.0, 0.0, 0.0, 1.0) and comp.within_noise
     worse = {1: (labels, np.where(np.arange(200) < 60, 1 - labels, labels))}  # 70% correct
     better = {1: (labels, labels.copy())}  # 100% correct
-    comp = tables.paired_bootstrap(worse, better, "test/acc", 2, n_boot=500)
+    comp = paired_bootstrap(worse, better, "test/acc", 2, n_boot=500)
     assert comp.diff == pytest.approx(0.3) and comp.low > 0.2 and comp.p_value < 0.01
-    assert tables.paired_bootstrap(worse, {7: better[1]}, "test/acc", 2) is None  # no shared seed
+    assert paired_bootstrap(worse, {7: better[1]}, "test/acc", 2) is None  # no shared seed
 
 
 def test_macro_f1_matches_a_hand_computation():
     labels, preds = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0])
     # class 0: tp1 fp1 fn1 -> 0.5; class 1: tp2 fp1 fn0 -> 0.8; class 2: tp0 fn1 -> 0
-    assert tables.macro_f1(labels, preds, 3) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
+    assert macro_f1(labels, preds, 3) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
 
 
 def test_markdown_marks_the_best_and_says_what_is_noise(sweep):
-    text = report.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=200))
+    text = report.to_markdown(tables.build_table(find_runs([sweep]), n_boot=200))
     assert "| cls | 3 | 70.00 ± 10.00 | (reference) |" in text
     assert "**91.00 ± 1.73**" in text
     assert "not included (unfinished or failed)" in text and "max1" in text
 
 
 def test_csv_round_trips_and_latex_is_booktabs(sweep):
-    table = tables.build_table(tables.find_runs([sweep]), n_boot=200)
+    table = tables.build_table(find_runs([sweep]), n_boot=200)
     rows = list(csv.DictReader(io.StringIO(report.to_csv(table))))
     assert [r["pooling"] for r in rows] == ["cls", "mean"]
     assert float(rows[1]["test/acc mean"]) == pytest.approx(0.91) and rows[1]["test/acc n"] == "3"
@@ -102,7 +103,7 @@ def test_csv_round_trips_and_latex_is_booktabs(sweep):
 
 
 def test_latex_rows_fit_the_column_spec(sweep):
-    latex = report.to_latex(tables.build_table(tables.find_runs([sweep]), n_boot=200))
+    latex = report.to_latex(tables.build_table(find_runs([sweep]), n_boot=200))
     columns = len(latex.splitlines()[0].removeprefix(r"\begin{tabular}{").removesuffix("}"))
     body = [line for line in latex.splitlines() if line.endswith(r"\\")]
     assert body and all(line.count(" & ") == columns - 1 for line in body)
@@ -111,7 +112,7 @@ def test_latex_rows_fit_the_column_spec(sweep):
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 def test_latex_compiles_in_a_minimal_document(sweep, tmp_path):
-    latex = report.to_latex(tables.build_table(tables.find_runs([sweep]), n_boot=200))
+    latex = report.to_latex(tables.build_table(find_runs([sweep]), n_boot=200))
     doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + latex + "\n\\end{document}\n"
     (tmp_path / "t.tex").write_text(doc)
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
@@ -132,14 +133,11 @@ def test_cli_writes_table_and_plots(sweep, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_a_tiny_sweep_then_the_table(tmp_path, csv_data, cache_dir):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    env.update(HOME=str(tmp_path / "home"), POOLBENCH_CACHE=str(cache_dir))
+    env = clean_env(tmp_path, cache_dir)
     sweep = tmp_path / "sweep"
-    cmd = [sys.executable, "train.py", "-m", "pooling=cls,mean", "seed=1,2", "encoder=tiny_bert", "logger=none",
-           *data_overrides(csv_data), "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
-           f"hydra.sweep.dir={sweep}"]  # fmt: skip
-    assert subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True).returncode == 0
-    done = subprocess.run([sys.executable, "-m", "poolbench.table", str(sweep)], env=env, capture_output=True,
+    args = ["-m", "pooling=cls,mean", "seed=1,2", "logger=none", *data_overrides(csv_data), f"hydra.sweep.dir={sweep}"]
+    assert train_cli(args, env).returncode == 0
+    done = subprocess.run([sys.executable, "-m", "poolbench", "table", str(sweep)], env=env, capture_output=True,
                           text=True)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| pooling | seeds |" in done.stdout and "| cls | 2 |" in done.stdout and "| mean | 2 |" in done.stdout
@@ -150,12 +148,10 @@ def test_the_table_is_logged_to_wandb_as_a_summary_run(sweep, tmp_path, monkeypa
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    table = tables.build_table(tables.find_runs([sweep]), n_boot=100)
+    table = tables.build_table(find_runs([sweep]), n_boot=100)
     written = report.write_outputs(table, tmp_path / "report")
     run_id = report.log_to_wandb(table, written)
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
-    from test_train import wandb_summary
-
     summary = wandb_summary(run_dir)
     assert summary["name"] == "ablation-table" and summary["state"] == "finished"
     assert {"ablation/table", "ablation/metrics", "ablation/confusion"} <= set(summary["summary"])
@@ -170,7 +166,7 @@ def test_records_from_before_layer_pooling_count_as_the_last_layer(tmp_path):
         results = json.loads((folder / "results.json").read_text())
         results["choices"]["layers"] = layers
         (folder / "results.json").write_text(json.dumps(results))
-    table = tables.build_table(tables.find_runs([tmp_path / "old", tmp_path / "new"]), n_boot=50)
+    table = tables.build_table(find_runs([tmp_path / "old", tmp_path / "new"]), n_boot=50)
     assert table.by == ["layers"]
     rows = {r.key: r.stats["test/acc"] for r in table.rows}
     assert rows[("last",)] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1), 2))
@@ -190,7 +186,7 @@ def test_a_setting_that_differs_within_a_row_is_reported(tmp_path):
         if job >= 2:  # newer records carry the group's `_partial_` too: bookkeeping, not a difference
             results["config"]["layers"] = {"_partial_": True}
         (folder / "results.json").write_text(json.dumps(results))
-    runs = tables.find_runs([tmp_path / "sweep"])
+    runs = find_runs([tmp_path / "sweep"])
     table = tables.build_table(runs, by=["pooling"], ref="pooling=cls", n_boot=50)
     [note] = [n for n in table.notes if n.startswith("trainer.precision")]
     assert "bf16-mixed in 3 runs, 32-true in 1 runs" in note
@@ -207,7 +203,7 @@ def test_jobs_are_read_in_sweep_order(tmp_path):
     labels = [0, 1, 0, 1]
     for job, pooling in ((10, "max"), (2, "mean"), (1, "cls")):
         write_run(tmp_path / "sweep" / str(job), pooling, 1, 0.5, labels, labels)
-    assert [r.folder.name for r in tables.find_runs([tmp_path / "sweep"])] == ["1", "2", "10"]
+    assert [r.folder.name for r in find_runs([tmp_path / "sweep"])] == ["1", "2", "10"]
 
 
 def test_archive_keeps_what_the_table_needs_and_drops_the_texts(sweep, tmp_path, capsys):
@@ -222,8 +218,8 @@ def test_archive_keeps_what_the_table_needs_and_drops_the_texts(sweep, tmp_path,
     assert not list((tmp_path / "copy").rglob("wandb"))
     copied = list((tmp_path / "copy").rglob("test_predictions.jsonl"))
     assert len(copied) == 7 and all("private" not in p.read_text() for p in copied)
-    original = report.to_markdown(tables.build_table(tables.find_runs([sweep]), n_boot=100))
-    again = report.to_markdown(tables.build_table(tables.find_runs([tmp_path / "copy"]), n_boot=100))
+    original = report.to_markdown(tables.build_table(find_runs([sweep]), n_boot=100))
+    again = report.to_markdown(tables.build_table(find_runs([tmp_path / "copy"]), n_boot=100))
     assert again.split("- not included")[0] == original.split("- not included")[0]
 
 
@@ -266,10 +262,10 @@ def test_the_table_from_wandb_is_the_table_from_the_folders(sweep, tmp_path):
     folders = sorted(p.parent for p in sweep.rglob("results.json"))
     api = FakeApi([FakeWandbRun(f"id{i}", f, "sweep-a") for i, f in enumerate(folders)]
                   + [FakeWandbRun("other", folders[0], "sweep-b")])  # fmt: skip
-    runs = tables.find_wandb_runs("me/poolbench", group="sweep-a", cache=tmp_path / "cache", api=api)
+    runs = find_wandb_runs("me/poolbench", group="sweep-a", cache=tmp_path / "cache", api=api)
     assert api.calls == [("me/poolbench", {"group": "sweep-a"})] and len(runs) == len(folders)
     from_wandb = tables.build_table(runs, ref="pooling=cls", n_boot=300)
-    from_folders = tables.build_table(tables.find_runs([sweep]), ref="pooling=cls", n_boot=300)
+    from_folders = tables.build_table(find_runs([sweep]), ref="pooling=cls", n_boot=300)
     assert (
         report.to_markdown(from_wandb).split("- not included")[0]
         == (report.to_markdown(from_folders).split("- not included")[0])
@@ -284,7 +280,7 @@ def test_runs_logged_without_records_come_from_config_and_summary(tmp_path):
                      summary={"test/acc": acc, "_step": 10, "test/confusion_matrix": {"_type": "table"}})
         for p, accs in (("cls", (0.5, 0.7)), ("mean", (0.8, 0.9))) for seed, acc in enumerate(accs)
     ] + [FakeWandbRun("crash", None, "g", state="crashed", config={"seed": 0, "pooling": {"name": "max"}})]  # fmt: skip
-    table = tables.build_table(tables.find_wandb_runs("me/p", cache=tmp_path, api=FakeApi(runs)), metrics=["test/acc"])
+    table = tables.build_table(find_wandb_runs("me/p", cache=tmp_path, api=FakeApi(runs)), metrics=["test/acc"])
     rows = {r.key: r.stats["test/acc"] for r in table.rows}
     assert table.by == ["pooling"]
     assert rows[("cls",)] == pytest.approx((0.6, np.std([0.5, 0.7], ddof=1), 2))

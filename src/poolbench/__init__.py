@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from poolbench.resolvers import register_resolvers
+from poolbench.run.resolvers import register_resolvers
 
 __version__ = "0.1.0"
 

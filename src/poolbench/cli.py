@@ -1,22 +1,25 @@
-"""The ``poolbench`` command.
+"""The ``poolbench`` command (also ``python -m poolbench``): every sub-command's arguments, in one place.
 
 poolbench table RUN_FOLDER... [options]     ablation table from runs (or --wandb ENTITY/PROJECT)
 poolbench archive SWEEP DEST                a sweep's records without texts, to commit
 poolbench explain RUN_OR_CKPT "text"...     token weights of attention poolers, scalar-mix layer weights
 poolbench inspect MODEL                     what a Hugging Face model's own classification head pools
+
+Each command imports only what it needs: ``table`` and ``archive`` never load torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
 
 
 def table_command(argv: list[str] | None = None) -> int:
-    from poolbench import report
-    from poolbench import table as tables
+    from poolbench.analysis import report, runs
+    from poolbench.analysis import table as tables
 
     parser = argparse.ArgumentParser(
         prog="poolbench table",
@@ -45,16 +48,16 @@ def table_command(argv: list[str] | None = None) -> int:
     if args.group and not args.wandb:
         parser.error("--group needs --wandb")
     try:
-        runs = tables.find_runs(args.paths) if args.paths else _wandb_runs(args.wandb, args.group)
+        found = runs.find_runs(args.paths) if args.paths else runs.find_wandb_runs(args.wandb, args.group)
         table = tables.build_table(
-            runs,
+            found,
             by=args.by.split(",") if args.by else None,
             metrics=args.metric or tables.DEFAULT_METRICS,
             ref=args.ref,
             n_boot=args.bootstrap,
             best_by=args.best_by,
         )
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # a RecordError (unreadable results.json) is a ValueError
         print(f"poolbench table: {err}", file=sys.stderr)
         return 2
     # default: next to the runs; for W&B runs, tables/<group or project>
@@ -69,19 +72,6 @@ def table_command(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _wandb_runs(path: str, group: str | None):
-    from poolbench import table as tables
-
-    if path.count("/") != 1:
-        raise ValueError(f"--wandb {path}: expected ENTITY/PROJECT")
-    try:
-        return tables.find_wandb_runs(path, group)
-    except (FileNotFoundError, ValueError):
-        raise
-    except Exception as err:  # no key, no network, no such project: say which
-        raise ValueError(f"could not read runs from W&B {path}: {type(err).__name__}: {err}") from err
-
-
 def archive_command(argv: list[str] | None = None) -> int:
     """Copy a sweep's records into a small folder that can be committed: results.json and the test predictions
     without the texts (data sets' texts stay out of repositories). `poolbench table` reads the copy."""
@@ -92,8 +82,11 @@ def archive_command(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", help="where the copy goes (e.g. experiments/<study>/runs)")
     args = parser.parse_args(argv)
     source, dest = Path(args.source), Path(args.dest)
-    # skipping the copies each W&B run folder holds
-    results = sorted(f for f in source.rglob("results.json") if "wandb" not in f.relative_to(source).parts)
+    try:
+        results = record.find([source])
+    except FileNotFoundError as err:
+        print(f"poolbench archive: {err}", file=sys.stderr)
+        return 2
     if not results:
         print(f"poolbench archive: no results.json under {source}", file=sys.stderr)
         return 2
@@ -103,24 +96,57 @@ def archive_command(argv: list[str] | None = None) -> int:
     return 0
 
 
+def explain_command(argv: list[str] | None = None) -> int:
+    from poolbench.analysis import explain
+
+    parser = argparse.ArgumentParser(prog="poolbench explain", description=explain.__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a run folder (its best checkpoint is used) or a .ckpt inside one")
+    parser.add_argument("texts", nargs="+", help="text(s) to explain")
+    parser.add_argument("--png", help="where to write the plot (default: explain.png in the current folder)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        png = Path(args.png or "explain.png")
+        explanations, layers, written = explain.explain_to_files(args.checkpoint, args.texts, png)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"poolbench explain: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"explanations": [e.to_dict() for e in explanations], "layer_weights": layers}, indent=2))
+        return 0
+    for e in explanations:
+        print(explain.format_explanation(e) + "\n")
+    if layers is not None:
+        print(explain.format_layer_weights(layers) + "\n")
+    print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
+def inspect_command(argv: list[str] | None = None) -> int:
+    from poolbench.analysis import inspect
+
+    parser = argparse.ArgumentParser(prog="poolbench inspect", description=inspect.__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a Hugging Face model folder or hub name")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    args = parser.parse_args(argv)
+    try:
+        report = inspect.inspect_model(args.model)
+    except (OSError, ValueError) as err:
+        print(f"poolbench inspect: cannot read a config for {args.model!r}: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(report.to_dict(), indent=2) if args.json else inspect.format_report(report))
+    return 0
+
+
+COMMANDS = {"table": table_command, "archive": archive_command, "explain": explain_command, "inspect": inspect_command}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         print(f"usage: poolbench {{{','.join(COMMANDS)}}} ...", file=sys.stderr)
         return 2
-    import importlib
-
-    module, function = COMMANDS[argv[0]].split(":")
-    # only the chosen command's imports: `poolbench table` and `archive` never load torch
-    return getattr(importlib.import_module(module), function)(argv[1:])
-
-
-COMMANDS = {
-    "table": "poolbench.cli:table_command",
-    "archive": "poolbench.cli:archive_command",
-    "explain": "poolbench.explain:explain_command",
-    "inspect": "poolbench.heads:inspect_command",
-}
+    return COMMANDS[argv[0]](argv[1:])
 
 
 if __name__ == "__main__":

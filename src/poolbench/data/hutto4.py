@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from poolbench import hutto
+from poolbench.data import hutto
 from poolbench.data.base import RawSplit, TextClassificationDataModule, normalise_text, split_indices
 
 
@@ -69,7 +69,6 @@ class Hutto4DataModule(TextClassificationDataModule):
             texts=[row["text"] for row, _ in kept],
             labels=[label for _, label in kept],
             origin="hutto4",
-            extra={"source": [row["source"] for row, _ in kept]},
         )
         parts = split_indices(len(kept), self.fractions, self.split_seed)
         return {name: whole.subset(idx, f"hutto4 ({name})") for name, idx in parts.items()}

@@ -12,8 +12,8 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from poolbench.encoder import detach_pooler
-from poolbench.layers import LastLayer
+from poolbench.model.encoder import detach_pooler
+from poolbench.model.layers import LastLayer
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def build_model(cfg, num_labels: int, label_names: list[str] | None = None, enco
     return instantiate(cfg.model)(
         encoder=instantiate(cfg.encoder.model),
         pooling=instantiate(cfg.pooling),
-        layers=instantiate(cfg.layers) if cfg.get("layers") else None,
+        layers=instantiate(cfg.layers) if cfg.get("layers") else None,  # records from before layers=: the last
         num_labels=num_labels,
         label_names=label_names,
         encoder_name=encoder_name,
@@ -55,9 +55,9 @@ class PoolingClassifier(pl.LightningModule):
         encoder: a Hugging Face encoder (``BertModel``, ``RobertaModel``, ...). Its own pooler, if any, is
             detached; ``pooling=pooler`` starts from a copy of it.
         pooling: builds the pooler from ``hidden_size`` (a Hydra ``_partial_`` of a class in
-            ``poolbench.pooling``).
+            ``poolbench.model.poolers``).
         num_labels: number of classes.
-        layers: builds the layer selector from ``hidden_size`` and ``num_layers`` (``poolbench.layers``);
+        layers: builds the layer selector from ``hidden_size`` and ``num_layers`` (``poolbench.model.layers``);
             ``None``: the last layer.
         label_names: class names in id order, for per-class metrics.
         classifier_dropout: dropout between pooler and classifier; ``None`` takes the encoder's

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from poolbench.table import Table, row_label
+from poolbench.analysis.table import Table, row_label
 
 
 def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], list[list[bool]]]:
@@ -130,8 +130,8 @@ def plot_confusions(table: Table, path: Path) -> Path:
 
     fig, axes = plt.subplots(1, len(table.rows), figsize=(3.2 * len(table.rows), 3.4), squeeze=False)
     for ax, row in zip(axes[0], table.rows, strict=True):
-        cm = np.sum([r.results["confusion_matrix"]["rows_true_cols_pred"] for r in row.runs], axis=0)
-        names = row.runs[0].results["confusion_matrix"]["labels"]
+        cm = np.sum([r.record.confusion_matrix["rows_true_cols_pred"] for r in row.runs], axis=0)
+        names = row.runs[0].record.label_names
         ax.imshow(cm / np.maximum(cm.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
         for i in range(len(names)):
             for j in range(len(names)):
@@ -159,33 +159,15 @@ def write_outputs(table: Table, out_dir: Path, fmt: str = "markdown") -> dict[st
 
 
 def log_to_wandb(table: Table, written: dict[str, Path], project: str = "poolbench", mode: str | None = None) -> str:
-    """Log the table (``wandb.Table``) and its plots to a summary run in the sweep's W&B group; return its id.
+    """Log the table and its plots to a summary run in the sweep's W&B group; return its id.
 
-    The group is the one the sweep's runs were logged under (their ``results.json`` says it), so the summary
-    sits next to them in the W&B UI. Works offline too (then ``wandb sync`` it like any run).
+    The group is the one the sweep's runs were logged under (their records say it), so the summary sits next
+    to them in the W&B UI. Works offline too (then ``wandb sync`` it like any run).
     """
-    import wandb
+    from poolbench import tracking
 
-    from poolbench.resolvers import wandb_mode
-
-    groups = sorted({r.results.get("group") for row in table.rows for r in row.runs if r.results.get("group")})
+    groups = sorted({r.record.group for row in table.rows for r in row.runs if r.record.group})
     header, body, _ = _cells(table)
-    run = wandb.init(
-        project=project,
-        group=groups[0] if len(groups) == 1 else None,
-        job_type="summary",
-        name="ablation-table",
-        mode=mode or wandb_mode(),
-        config={"by": table.by, "metrics": table.metrics, "groups": groups},
-    )
-    try:
-        run.log(
-            {
-                "ablation/table": wandb.Table(columns=header, data=body),
-                "ablation/metrics": wandb.Image(str(written["bars"])),
-                "ablation/confusion": wandb.Image(str(written["confusion"])),
-            }
-        )
-        return run.id
-    finally:
-        run.finish()
+    images = {"metrics": written["bars"], "confusion": written["confusion"]}
+    config = {"by": table.by, "metrics": table.metrics, "groups": groups}
+    return tracking.log_table(header, body, images, config, groups[0] if len(groups) == 1 else None, project, mode)

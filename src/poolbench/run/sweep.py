@@ -2,20 +2,22 @@
 
 - Before the first job trains, every job's config is composed and checked; one message lists every problem.
 - After the last job, a one-screen summary of what finished and what failed; the exit status is non-zero
-  when anything failed. Jobs themselves keep going past a failed one (see ``poolbench.train.run``).
+  when anything failed. Jobs themselves keep going past a failed one (see ``poolbench.run.job.Job.keep_going``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from poolbench.checks import ConfigError, problems
+from poolbench import record
+from poolbench.record import RunRecord
+from poolbench.run.checks import ConfigError, problems
 
 log = logging.getLogger(__name__)
 
@@ -53,22 +55,20 @@ def check_sweep(config_name: str, task_overrides: list[str]) -> None:
 
 
 def summarize(sweep_dir: Path) -> tuple[str, int]:
-    """A one-screen table of the sweep's jobs from their results.json, and the number that did not finish."""
+    """A one-screen table of the sweep's jobs from their records, and the number that did not finish."""
     rows, bad = [], 0
-    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / "results.json").exists()),
+    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / record.RESULTS).exists()),
                   key=lambda p: (len(p.name), p.name))  # fmt: skip
     for job in jobs:
-        results = json.loads((job / "results.json").read_text())
-        status = results.get("status", "?")
-        metrics = results.get("metrics") or {}
-        if status == "finished":
-            detail = f"test/acc={metrics.get('test/acc', float('nan')):.4f} " \
-                     f"test/f1_macro={metrics.get('test/f1_macro', float('nan')):.4f}"  # fmt: skip
+        rec = RunRecord.load(job)
+        if rec.finished:
+            m = rec.metrics
+            detail = f"test/acc={m.get('test/acc', math.nan):.4f} test/f1_macro={m.get('test/f1_macro', math.nan):.4f}"
         else:
             bad += 1
-            error = (results.get("error") or "interrupted").splitlines()[0]
+            error = rec.first_error_line()
             detail = "\n        " + (error if len(error) <= 300 else error[:150] + " ... " + error[-140:])
-        rows.append(f"  {job.name:>4}  {status:<9} {results.get('overrides') or '(defaults)'}  {detail}")
+        rows.append(f"  {job.name:>4}  {rec.status:<9} {rec.overrides or '(defaults)'}  {detail}")
     head = f"sweep {sweep_dir}: {len(jobs) - bad} finished, {bad} failed or unfinished"
     return "\n".join([head, *rows]), bad
 

@@ -5,7 +5,7 @@ Every pooler is an ``nn.Module`` with the same interface::
     pooled = pooler(hidden_states, attention_mask)   # (B, T, H), (B, T) -> (B, out_features)
 
 They ignore padding exactly, whatever the padding side, and never modify their inputs. This module has the
-fixed-position and averaging poolers; the learned attention poolers are in ``poolbench.attention``.
+fixed-position and averaging poolers; the learned attention poolers are in ``poolbench.model.attention``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import logging
 
 import torch
 from torch import nn
-
-from poolbench.attention import AttentionPooling, MultiHeadAttentionPooling, SelfAttentivePooling
 
 log = logging.getLogger(__name__)
 
@@ -168,26 +166,3 @@ class MaxPooling(FixedPooling):
         # the dtype's lowest finite value rather than -inf: an all-padding row stays finite
         lowest = torch.finfo(hidden_states.dtype).min
         return hidden_states.masked_fill(pad, lowest).amax(dim=1)
-
-
-POOLINGS: dict[str, type[nn.Module]] = {
-    "cls": ClsPooling,
-    "pooler": DenseTanhPooling,
-    "mean": MeanPooling,
-    "max": MaxPooling,
-    "attention": AttentionPooling,
-    "mean_sqrt_len": MeanSqrtLenPooling,
-    "weighted_mean": WeightedMeanPooling,
-    "last_token": LastTokenPooling,
-    "cls_mean": ClsMeanPooling,
-    "mha": MultiHeadAttentionPooling,
-    "self_attentive": SelfAttentivePooling,
-    "roberta_head": RobertaHeadPooling,
-}
-
-
-def build_pooling(name: str, hidden_size: int, **kwargs) -> nn.Module:
-    """Build a pooler by its config name (``conf/pooling/<name>.yaml`` uses the class directly)."""
-    if name not in POOLINGS:
-        raise ValueError(f"unknown pooling {name!r}; available: {', '.join(sorted(POOLINGS))}")
-    return POOLINGS[name](hidden_size, **kwargs)

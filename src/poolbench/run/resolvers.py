@@ -2,33 +2,11 @@
 
 from __future__ import annotations
 
-import netrc
-import os
 import secrets
-import sys
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import urlparse
 
 from omegaconf import OmegaConf
-
-
-def wandb_mode() -> str:
-    """``online`` when the user has a W&B key, ``offline`` otherwise; an explicit ``WANDB_MODE`` wins.
-
-    ``wandb.init`` raises when there is neither a key nor a mode: poolbench never does.
-    """
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
-    try:
-        if netrc.netrc().authenticators(host):  # where `wandb login` stores the key
-            return "online"
-    except (OSError, netrc.NetrcParseError):
-        pass
-    return "offline"
 
 
 def run_id() -> str:
@@ -39,31 +17,22 @@ def run_id() -> str:
     return secrets.token_hex(3)
 
 
-def output_dir(kind: str) -> str:
+def output_dir(kind: str, resume=False, task=()) -> str:
     """A new folder ``outputs/DATE/TIME-ID`` (``kind=run``) or ``multirun/DATE/TIME-ID`` (``kind=sweep``).
 
-    With ``resume=true`` on the command line: the latest existing folder made by the same command (the same
+    ``resume`` and ``task`` are the composed config's ``resume`` and the command's overrides
+    (``hydra.overrides.task``): with ``resume`` true, the latest folder made by the same command (the same
     overrides, ``resume`` aside), so that re-running a command with ``resume=true`` continues it.
     """
+    from poolbench.run.resume import latest_folder
+
     root = Path("outputs" if kind == "run" else "multirun")
-    args = [a for a in sys.argv[1:] if not a.startswith("-") and not a.startswith("hydra.")]
-    if any(a.lower() in ("resume=true", "resume=1") for a in args):
-        same = sorted(a for a in args if not a.startswith("resume="))
-        for folder in sorted(root.glob("*/*"), reverse=True):
-            if _command_of(folder, kind) == same:
-                return str(folder)
+    if resume:
+        found = latest_folder(root, kind, [str(t) for t in task])
+        if found is not None:
+            return str(found)
     now = datetime.now()
     return str(root / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}-{run_id()}")
-
-
-def _command_of(folder: Path, kind: str) -> list[str] | None:
-    """The overrides (``resume`` aside) of the run or sweep that made ``folder``."""
-    record = folder / ("multirun.yaml" if kind == "sweep" else ".hydra/overrides.yaml")
-    if not record.is_file():
-        return None
-    loaded = OmegaConf.load(record)
-    task = loaded.hydra.overrides.task if kind == "sweep" else loaded
-    return sorted(str(a) for a in OmegaConf.to_container(task) if not str(a).startswith("resume="))
 
 
 def deterministic_default() -> bool:
@@ -91,12 +60,14 @@ def precision_default() -> str:
 
 
 def minilm_path() -> str:
-    from poolbench.encoder import packaged_minilm_path
+    from poolbench.model.encoder import packaged_minilm_path
 
     return packaged_minilm_path()
 
 
 def register_resolvers() -> None:
+    from poolbench.tracking import wandb_mode
+
     OmegaConf.register_new_resolver("wandb_mode", wandb_mode, replace=True)
     OmegaConf.register_new_resolver("minilm_path", minilm_path, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("run_id", run_id, use_cache=True, replace=True)

@@ -9,7 +9,6 @@ head weights look trained, and the poolbench pooling that reproduces it (exactly
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -158,20 +157,3 @@ def format_report(r: Report) -> str:
             lines.append(f"note: {r.head.note}")
     lines += [f"pooler/head weights: {r.verdict}"] + [f"  {k}: {v}" for k, v in r.weights.items()]
     return "\n".join(lines)
-
-
-def inspect_command(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="poolbench inspect", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="a Hugging Face model folder or hub name")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    args = parser.parse_args(argv)
-    try:
-        report = inspect_model(args.model)
-    except (OSError, ValueError) as err:
-        print(f"poolbench inspect: cannot read a config for {args.model!r}: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
-    return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -76,7 +77,48 @@ def problems(cfg: DictConfig) -> list[str]:
             check(Path(path).expanduser().is_file(), key, f"file {path!r} does not exist")
     if str(value("data._target_")).endswith("FilesDataModule"):
         check(value("data.train") not in (None, ""), "data.train", "data=csv needs a training file")
+
+    # the poolers' and layer selectors' own parameters, against the encoder's sizes where they are known
+    hidden, num_layers = encoder_sizes(cfg) or (None, None)
+
+    def positive_int(key: str) -> int | None:
+        v = value(key)
+        ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
+        check(ok, key, f"must be an integer >= 1, got {v!r}")
+        return v if ok else None
+
+    heads = positive_int("pooling.num_heads")
+    check(not (heads and hidden and hidden % heads), "pooling.num_heads",
+          f"{heads} does not divide the encoder's hidden size {hidden}")  # fmt: skip
+    positive_int("pooling.hops")
+    positive_int("pooling.attention_dim")
+    penalty = value("pooling.penalty_weight")
+    weight = number("pooling.penalty_weight")
+    check(penalty is None or (weight is not None and weight >= 0), "pooling.penalty_weight",
+          f"must be a number >= 0, got {penalty!r}")  # fmt: skip
+    k = positive_int("layers.k")
+    check(not (k and num_layers and k > num_layers), "layers.k",
+          f"{k} is more than the encoder's {num_layers} layers (choose 1 <= k <= {num_layers})")  # fmt: skip
     return found
+
+
+def encoder_sizes(cfg: DictConfig) -> tuple[int, int] | None:
+    """(hidden size, number of layers) of the job's encoder when known without loading it: from the config of
+    a tiny random encoder, or from a local checkpoint's ``config.json``."""
+    model = OmegaConf.select(cfg, "encoder.model", default=None, throw_on_missing=False) or {}
+    if "hidden_size" in model and "num_hidden_layers" in model:
+        return int(model["hidden_size"]), int(model["num_hidden_layers"])
+    try:
+        path = OmegaConf.select(cfg, "encoder.name_or_path", default=None, throw_on_missing=False)
+    except Exception:  # noqa: BLE001 - an unresolvable path is reported elsewhere; sizes stay unknown
+        return None
+    config = Path(str(path)).expanduser() / "config.json" if path else None
+    if config is None or not config.is_file():
+        return None
+    sizes = json.loads(config.read_text())
+    if "hidden_size" in sizes and "num_hidden_layers" in sizes:
+        return int(sizes["hidden_size"]), int(sizes["num_hidden_layers"])
+    return None
 
 
 def validate(cfg: DictConfig) -> None:

@@ -4,12 +4,12 @@
     poolbench explain path/to/checkpoints/best-epoch1.ckpt "some text" --png weights.png  # or a checkpoint
 
 Works for the attention-type poolers (``attention``, ``mha``, ``self_attentive``: their ``weights()``) and for
-``layers=scalar_mix`` (its ``layer_weights()``). Runs log the same for a few test examples (see ``poolbench.train``).
+``layers=scalar_mix`` (its ``layer_weights()``). Every run records the same for a few test examples
+(``record_examples``, called by ``poolbench.run.job``).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,9 +124,10 @@ def plot_layer_weights(weights: list[float], path: Path) -> Path:
     return path
 
 
-def record_examples(model, tokenizer, texts: list[str], max_length: int, folder: Path, loggers=()) -> dict | None:
+def record_examples(model, tokenizer, texts: list[str], max_length: int, folder: Path) -> tuple | None:
     """At the end of a run: token weights of a few test texts and the layer weights, into ``explanations.json``
-    and ``explain/*.png`` in the run folder, and into the run's W&B summary (tables and images)."""
+    and ``explain/*.png`` in the run folder. Returns ``(explanations, pngs, layer_weights)`` for the run's
+    tracker, or ``None`` when the model has nothing to show."""
     from poolbench import record
 
     layers = layer_weights(model)
@@ -138,39 +139,20 @@ def record_examples(model, tokenizer, texts: list[str], max_length: int, folder:
         pngs.append(plot_layer_weights(layers, folder / "explain" / "layers.png"))
     found = {"explanations": [e.to_dict() for e in explanations], "layer_weights": layers}
     record.atomic_write_json(folder / "explanations.json", found)
-    from lightning.pytorch.loggers import WandbLogger
-
-    for lg in loggers:
-        if isinstance(lg, WandbLogger):
-            import wandb
-
-            rows = [
-                [i, j, tok, w]
-                for i, e in enumerate(explanations)
-                for j, (tok, w) in enumerate(zip(e.tokens, e.weights, strict=True))
-            ]
-            logged = {"explain/images": [wandb.Image(str(p)) for p in pngs]}
-            if rows:
-                logged["explain/token_weights"] = wandb.Table(
-                    columns=["example", "position", "token", "weight"], data=rows
-                )
-            if layers is not None:
-                logged["explain/layer_weights"] = wandb.Table(columns=["layer", "weight"], data=list(enumerate(layers)))
-            lg.experiment.log(logged)
-    return found
+    return explanations, pngs, layers
 
 
 def load_trained(path: str | Path):
     """(model, tokenizer, results) from a run folder (its best checkpoint) or a checkpoint inside one."""
     from hydra.utils import instantiate
 
-    from poolbench.model import build_model
+    from poolbench.model.classifier import build_model
 
     path = Path(path)
     if path.is_dir():
         run_dir = path
         results = _results(run_dir)
-        ckpt = results.get("best_checkpoint") or next(iter(sorted((run_dir / "checkpoints").glob("*.ckpt"))), None)
+        ckpt = results.best_checkpoint or next(iter(sorted((run_dir / "checkpoints").glob("*.ckpt"))), None)
         if not ckpt:
             raise FileNotFoundError(f"{run_dir}: no checkpoint (checkpoints/*.ckpt) to explain")
         ckpt = Path(ckpt)
@@ -181,11 +163,11 @@ def load_trained(path: str | Path):
         results = _results(run_dir)
     else:
         raise FileNotFoundError(f"no such run folder or checkpoint: {path}")
-    cfg = OmegaConf.create(results["config"])
+    cfg = OmegaConf.create(results.config)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     hparams = state.get("hyper_parameters", {})
     tokenizer = instantiate(cfg.encoder.tokenizer)
-    num_labels = hparams.get("num_labels") or len(results["confusion_matrix"]["labels"])
+    num_labels = hparams.get("num_labels") or len(results.label_names)
     model = build_model(cfg, num_labels, hparams.get("label_names"))
     missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
     # a frozen run's checkpoint holds the head only: the encoder is the pretrained one its config names
@@ -195,48 +177,28 @@ def load_trained(path: str | Path):
     return model.eval(), tokenizer, results
 
 
-def _results(run_dir: Path) -> dict:
-    file = run_dir / "results.json"
-    if not file.is_file():
+def _results(run_dir: Path):
+    from poolbench.record import RunRecord
+
+    if not (run_dir / "results.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no results.json (is this a poolbench run folder?)")
-    return json.loads(file.read_text())
+    return RunRecord.load(run_dir)
 
 
-def explain_command(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="poolbench explain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("checkpoint", help="a run folder (its best checkpoint is used) or a .ckpt inside one")
-    parser.add_argument("texts", nargs="+", help="text(s) to explain")
-    parser.add_argument("--png", help="where to write the plot (default: explain.png in the current folder)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = parser.parse_args(argv)
-    try:
-        model, tokenizer, results = load_trained(args.checkpoint)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"poolbench explain: {err}", file=sys.stderr)
-        return 2
+def explain_to_files(path: str | Path, texts: list[str], png: Path) -> tuple:
+    """``poolbench explain``: a trained run's token weights for ``texts`` and its layer weights, plotted next to
+    ``png``. Returns ``(explanations, layer_weights, written PNGs)``; raises ``ValueError`` when the run's
+    pooler and layers have no learned weights to show."""
+    model, tokenizer, results = load_trained(path)
     layers = layer_weights(model)
     if not has_token_weights(model) and layers is None:
-        pooling = results.get("choices", {}).get("pooling")
-        print(f"poolbench explain: pooling={pooling} has no learned weights to show; {NO_WEIGHTS}", file=sys.stderr)
-        return 2
-    png = Path(args.png or "explain.png")
+        raise ValueError(f"pooling={results.choices.get('pooling')} has no learned weights to show; {NO_WEIGHTS}")
+    max_length = results.config["data"]["max_length"]
+    explanations = explain(model, tokenizer, texts, max_length) if has_token_weights(model) else []
     written = []
-    max_length = results["config"]["data"].get("max_length", 128)
-    explanations = explain(model, tokenizer, args.texts, max_length) if has_token_weights(model) else []
     for i, e in enumerate(explanations):
         target = png if len(explanations) == 1 else png.with_stem(f"{png.stem}-{i}")
         written.append(plot_token_weights(e, target))
     if layers is not None:
         written.append(plot_layer_weights(layers, png.with_stem(f"{png.stem}-layers")))
-    if args.json:
-        print(json.dumps({"explanations": [e.to_dict() for e in explanations], "layer_weights": layers}, indent=2))
-    else:
-        for e in explanations:
-            print(format_explanation(e) + "\n")
-        if layers is not None:
-            print(format_layer_weights(layers) + "\n")
-        print("wrote " + ", ".join(map(str, written)))
-    return 0
+    return explanations, layers, written

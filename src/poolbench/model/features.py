@@ -46,6 +46,10 @@ class TokenStates(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
+    @staticmethod
+    def collate(items: list[dict]) -> dict:
+        return collate_states(items)
+
     def __getitem__(self, i: int) -> dict:
         lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
         return {

@@ -1,0 +1,7 @@
+"""``python -m poolbench ...``: the same as the ``poolbench`` command."""
+
+import sys
+
+from poolbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,206 @@
+"""One job: decide whether to resume, open the record, build, fit and test, write the outputs, close."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shlex
+import socket
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from poolbench import record, tracking
+from poolbench.record import RunRecord
+from poolbench.run import distributed, resume
+from poolbench.run.build import build
+from poolbench.run.checks import validate
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> float | None:
+    """Run one job; return ``cfg.optimized_metric`` for sweepers. Always leaves a ``results.json``.
+
+    Under DDP every rank runs this; only rank zero writes the record, the predictions and the W&B run.
+    """
+    job = Job.current(cfg)
+    plan = resume.plan(cfg.resume, job.output_dir) if job.rank_zero else resume.ResumePlan()
+    if plan.finished_before:
+        return job.skip(plan.previous)
+    checkpoint = distributed.resume_point(plan.checkpoint)
+    rec = job.open_record(plan.previous, checkpoint)
+    writer = record.RecordWriter(job.output_dir / record.RESULTS) if job.rank_zero else record.NoRecord()
+    writer.write(rec)
+    started, loggers = time.time(), []
+    try:
+        validate(cfg)
+        pl.seed_everything(cfg.seed, workers=True)
+        # loggers first: a job that fails while loading its data still has a W&B run, marked failed
+        loggers = tracking.build_loggers(cfg.logger, job.logged_config(), job.name or None, job.group, rec.wandb_id)
+        datamodule, model, trainer = build(cfg, job.choices, loggers)
+        job.note_built(rec, model, trainer, loggers)
+        writer.write(rec)
+        with distributed.job_ranks(job.hydra, job.output_dir, trainer.world_size > 1):
+            rec.metrics, rec.best_checkpoint, rec.timings = fit_and_test(trainer, model, datamodule, checkpoint)
+        if job.rank_zero:
+            write_outputs(rec, job, model, datamodule, trainer, loggers)
+        return rec.metrics.get(cfg.optimized_metric)
+    except Exception as err:
+        rec.status, rec.error, rec.traceback = "failed", f"{type(err).__name__}: {err}", traceback.format_exc()
+        return job.keep_going(err)
+    except BaseException as err:  # interrupted (Ctrl-C, SystemExit): recorded, never swallowed
+        rec.status, rec.error = "interrupted", f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        rec.timings["total_seconds"] = time.time() - started
+        writer.write(rec)
+        if job.rank_zero:
+            tracking.finish(rec.finished, job.output_dir)
+
+
+def fit_and_test(trainer: pl.Trainer, model, datamodule, checkpoint: str | None) -> tuple[dict, str | None, dict]:
+    """Fit (from ``checkpoint`` when resuming), then test the checkpoint with the best ``val/f1_macro`` (the last
+    weights when none was saved). Returns the metrics, the best checkpoint and the timings."""
+    t0 = time.time()
+    trainer.fit(model, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
+    fit_seconds = time.time() - t0
+    callback = trainer.checkpoint_callback
+    best = callback.best_model_path if callback else ""
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith("test/")}
+    t0 = time.time()
+    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
+    timings = {"fit_seconds": fit_seconds, "test_seconds": time.time() - t0}
+    metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+    if best:
+        metrics["val/f1_macro_best"] = float(callback.best_model_score)
+    return metrics, best or None, timings
+
+
+def write_outputs(rec: RunRecord, job: Job, model, datamodule, trainer: pl.Trainer, loggers: list) -> None:
+    """Rank zero, after the test: predictions, the finished record, the confusion matrix and explanations."""
+    from poolbench.analysis.explain import record_examples
+
+    names, texts = datamodule.label_names, datamodule.raw["test"].texts
+    rows = [{**r, "label_name": names[r["label"]], "pred_name": names[r["pred"]], "text": texts[r["idx"]]}
+            for r in sorted(model.test_predictions, key=lambda r: r["idx"])]  # fmt: skip
+    record.write_predictions(job.output_dir, rows)
+    (job.output_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # only needed to resume
+    rec.status, rec.epochs, rec.global_step = "finished", trainer.current_epoch, trainer.global_step
+    rec.confusion_matrix = {"labels": names, "rows_true_cols_pred": model.test_confusion_matrix.tolist()}
+    rec.num_examples = {s: len(datamodule.splits[s]) for s in datamodule.splits}
+    rec.data_checksums = datamodule.data_checksums
+    tracking.log_confusion(loggers, [r["label"] for r in rows], [r["pred"] for r in rows], names)
+    try:  # attention-type poolers and layers=scalar_mix: what they learned, for a few test texts
+        found = record_examples(model, datamodule.tokenizer, list(texts[:4]), datamodule.max_length, job.output_dir)
+        if found:
+            tracking.log_explanations(loggers, *found)
+    except Exception as err:  # noqa: BLE001 - the run's results are computed: never lose them over a plot
+        log.warning("could not record the pooler's token/layer weights: %s: %s", type(err).__name__, err)
+    m = rec.metrics
+    line = f"test/acc={m.get('test/acc', math.nan):.4f} test/f1_macro={m.get('test/f1_macro', math.nan):.4f}"
+    log.info("%s (%s)", line, job.name or "defaults")
+    print(f"[poolbench] {job.name or 'defaults'}: {line}  -> {job.output_dir}")
+
+
+@dataclass
+class Job:
+    """Who and where this job is: its config, Hydra's view of it, its folder, name, W&B group and rank."""
+
+    cfg: DictConfig
+    hydra: DictConfig
+    output_dir: Path
+    choices: dict
+    name: str  # the swept overrides, e.g. pooling=cls,seed=1
+    group: str | None  # the sweep folder: all jobs of a sweep share a W&B group
+    rank_zero: bool
+    threads: int
+
+    @classmethod
+    def current(cls, cfg: DictConfig) -> Job:
+        hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode == RunMode.MULTIRUN
+        # the config groups of this config (data, encoder, pooling, ...), with the choice made for each
+        choices = {g: c for g, c in hydra_cfg.runtime.choices.items() if "/" not in g and g in cfg}
+        return cls(cfg, hydra_cfg, Path(cfg.paths.output_dir), choices, record.scrub(run_name(hydra_cfg)),
+                   str(hydra_cfg.sweep.dir) if multirun else None, distributed.is_rank_zero(),
+                   distributed.set_threads(hydra_cfg))  # fmt: skip
+
+    @property
+    def multirun(self) -> bool:
+        return self.hydra.mode == RunMode.MULTIRUN
+
+    def open_record(self, previous: RunRecord | None, checkpoint: str | None) -> RunRecord:
+        return RunRecord(
+            choices=self.choices,
+            overrides=self.name,
+            # the command that reruns this job (same config, same seed: same numbers on CPU)
+            rerun=record.scrub(" ".join(["python train.py", *map(shlex.quote, self.hydra.overrides.task)])),
+            group=self.group,
+            output_dir=str(self.output_dir),
+            config=OmegaConf.to_container(self.cfg, resolve=True),
+            versions=record.package_versions(),
+            git=record.git_state(self.hydra.runtime.cwd),
+            host={"name": socket.gethostname(), "pid": os.getpid(), "torch_threads": self.threads},
+            resumed_from=checkpoint,
+            wandb_id=previous.wandb_id if previous else None,
+        )
+
+    def note_built(self, rec: RunRecord, model, trainer: pl.Trainer, loggers: list) -> None:
+        if self.rank_zero:
+            rec.pooler_weights = getattr(model.pooling, "source", None)
+            rec.world_size = trainer.world_size
+            rec.wandb_id = tracking.run_id(loggers)  # kept, so that a resumed job logs into the same W&B run
+
+    def logged_config(self) -> dict:
+        """The resolved config, with each group's choice as ``<group>.name`` (W&B filters/groups on it)."""
+        config = OmegaConf.to_container(self.cfg, resolve=True)
+        for group, choice in self.choices.items():
+            if isinstance(config.get(group), dict):
+                config[group] = {"name": choice, **config[group]}
+        return config
+
+    def skip(self, previous: RunRecord) -> float | None:
+        log.info("resume: %s finished before; skipped", self.output_dir)
+        print(f"[poolbench] {self.name or 'defaults'}: finished before, skipped (resume=true)  -> {self.output_dir}")
+        return previous.metrics.get(self.cfg.optimized_metric)
+
+    def keep_going(self, err: Exception) -> None:
+        """A failed job: raise alone; in a sweep, go on with the next job unless ``fail_fast``."""
+        log.error("job failed: %s: %s", type(err).__name__, err)
+        if not self.multirun:
+            raise err
+        if self.cfg.fail_fast:  # Hydra's launcher would go on with the next job: stop the whole sweep here
+            raise SystemExit(f"stopping the sweep (fail_fast=true): {self.name or 'defaults'} failed: {err}") from err
+        return None  # the failure is in results.json and W&B; the sweep's summary reports it
+
+
+def run_name(hydra_cfg) -> str:
+    """The job's overrides, e.g. ``pooling=cls,seed=1``; in a multirun only the keys the sweep varies."""
+    task = list(hydra_cfg.overrides.task)
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        # what a search sweeper varies (hydra.sweeper.params, e.g. Optuna's), and what the command line sweeps
+        swept = set((OmegaConf.select(hydra_cfg, "sweeper.params", default=None) or {}).keys())
+        swept |= _swept_keys(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
+        if swept:
+            task = [o for o in task if o.split("=", 1)[0].lstrip("+~") in swept]
+    return ",".join(sorted(task))
+
+
+def _swept_keys(multirun_yaml: Path) -> set[str]:
+    """Keys given several values on the multirun's command line (Hydra's basic sweeper writes multirun.yaml
+    before the jobs run)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not multirun_yaml.exists():
+        return set()
+    task = OmegaConf.load(multirun_yaml).hydra.overrides.task
+    parsed = OverridesParser.create().parse_overrides(list(task))
+    return {o.key_or_group for o in parsed if o.is_sweep_override()}
