@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import clean_env, data_overrides, train_cli, wandb_summary
+from conftest import clean_env, data_overrides, synthetic_rows, train_cli, wandb_summary, write_csv
 
 from poolbench.analysis import report
 from poolbench.analysis import table as tables
 from poolbench.analysis.runs import find_runs, find_wandb_runs
-from poolbench.analysis.stats import macro_f1, paired_bootstrap
+from poolbench.analysis.stats import accuracy, compare_rows, holm, macro_f1
+from poolbench.analysis.tasks import build_study
 from poolbench.cli import main as cli
 
 LABELS = ["neg", "pos"]
@@ -66,16 +68,45 @@ def test_aggregation_is_exact(sweep):
     assert table.problems == [f"{sweep / 'max1'}: failed (RuntimeError: boom)"]
 
 
-def test_paired_bootstrap_on_known_answers():
+def test_the_examples_only_bootstrap_on_known_answers():
     labels = np.array([0, 1] * 100)
-    same = {1: (labels, labels.copy()), 2: (labels, 1 - labels)}
-    comp = paired_bootstrap(same, same, "test/acc", 2, n_boot=300)
+    same = {1: labels.copy(), 2: 1 - labels}
+    comp = compare_rows(labels, same, same, accuracy, 2, n_boot=300, method="examples")
     assert (comp.diff, comp.low, comp.high, comp.p_value) == (0.0, 0.0, 0.0, 1.0) and comp.within_noise
-    worse = {1: (labels, np.where(np.arange(200) < 60, 1 - labels, labels))}  # 70% correct
-    better = {1: (labels, labels.copy())}  # 100% correct
-    comp = paired_bootstrap(worse, better, "test/acc", 2, n_boot=500)
+    worse = {1: np.where(np.arange(200) < 60, 1 - labels, labels)}  # 70% correct
+    better = {1: labels.copy()}  # 100% correct
+    comp = compare_rows(labels, worse, better, accuracy, 2, n_boot=500, method="examples")
     assert comp.diff == pytest.approx(0.3) and comp.low > 0.2 and comp.p_value < 0.01
-    assert paired_bootstrap(worse, {7: better[1]}, "test/acc", 2) is None  # no shared seed
+    assert compare_rows(labels, worse, {7: better[1]}, accuracy, 2, method="examples") is None  # no shared seed
+
+
+def test_the_seeds_interval_counts_the_seed_to_seed_spread():
+    """Two rows whose per-seed differences scatter: the interval over seeds and examples is the t interval of the
+    paired differences widened by the test-set part; the examples-only one ignores the scatter."""
+    labels = np.array([0, 1] * 500)
+    rng = np.random.default_rng(3)
+
+    def model(acc: float) -> np.ndarray:
+        return np.where(rng.random(1000) < acc, labels, 1 - labels)
+
+    a = {s: model(0.80) for s in (1, 2, 3)}
+    b = {1: model(0.84), 2: model(0.79), 3: model(0.83)}
+    seeds = compare_rows(labels, a, b, accuracy, 2, n_boot=500)
+    examples = compare_rows(labels, a, b, accuracy, 2, n_boot=500, method="examples")
+    d = np.array([np.mean(b[s] == labels) - np.mean(a[s] == labels) for s in (1, 2, 3)])
+    assert seeds.diff == pytest.approx(d.mean()) == pytest.approx(examples.diff)
+    assert seeds.pairing == "paired over 3 seeds" and seeds.df >= 2
+    assert seeds.se**2 >= np.var(d, ddof=1) / 3  # at least the seed part
+    assert seeds.high - seeds.low > 1.5 * (examples.high - examples.low)
+    unpaired = compare_rows(labels, a, {s + 10: p for s, p in b.items()}, accuracy, 2, n_boot=500)
+    assert unpaired.pairing == "unpaired: 3 and 3 seeds" and unpaired.diff == pytest.approx(d.mean())
+    one_seed = compare_rows(labels, {1: a[1]}, {1: b[1]}, accuracy, 2, n_boot=200)
+    assert one_seed.method == "examples" and "seed variation unknown" in one_seed.pairing
+
+
+def test_holm_adjusts_step_down():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
 
 
 def test_macro_f1_matches_a_hand_computation():
@@ -98,7 +129,7 @@ def test_csv_round_trips_and_latex_is_booktabs(sweep):
     assert float(rows[1]["test/acc mean"]) == pytest.approx(0.91) and rows[1]["test/acc n"] == "3"
     assert float(rows[1]["test/acc ci_low"]) <= float(rows[1]["test/acc diff"]) <= float(rows[1]["test/acc ci_high"])
     latex = report.to_latex(table)
-    assert latex.startswith(r"\begin{tabular}{lrrrrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
+    assert latex.startswith(r"\begin{tabular}{lrrrrrrrrr}") and r"\toprule" in latex and r"\bottomrule" in latex
     assert latex.count(r"\\") == 3 and r"\textbf{91.00 $\pm$ 1.73}" in latex and "test/f1\\_macro" in latex
 
 
@@ -107,7 +138,9 @@ def test_latex_rows_fit_the_column_spec(sweep):
     columns = len(latex.splitlines()[0].removeprefix(r"\begin{tabular}{").removesuffix("}"))
     body = [line for line in latex.splitlines() if line.endswith(r"\\")]
     assert body and all(line.count(" & ") == columns - 1 for line in body)
-    assert latex.count("{") == latex.count("}") and latex.rstrip().endswith(r"\end{tabular}")
+    tabular, *comments = latex.rstrip().split("\n% ")
+    assert latex.count("{") == latex.count("}") and tabular.endswith(r"\end{tabular}")
+    assert [c.split(":")[0] for c in comments] == ["verdict", "verdict"]  # the claim, as comments for the text
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
@@ -148,13 +181,14 @@ def test_the_table_is_logged_to_wandb_as_a_summary_run(sweep, tmp_path, monkeypa
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    table = tables.build_table(find_runs([sweep]), n_boot=100)
-    written = report.write_outputs(table, tmp_path / "report")
-    run_id = report.log_to_wandb(table, written)
+    study = build_study(find_runs([sweep]), n_boot=100)
+    written = report.write_outputs(study, tmp_path / "report")
+    run_id = report.log_to_wandb(study, written)
     (run_dir,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}")
     summary = wandb_summary(run_dir)
     assert summary["name"] == "ablation-table" and summary["state"] == "finished"
     assert {"ablation/table", "ablation/metrics", "ablation/confusion"} <= set(summary["summary"])
+    assert any(v.startswith("test/acc: pooling=mean has the best mean") for v in summary["config"]["verdicts"])
 
 
 def test_records_from_before_layer_pooling_count_as_the_last_layer(tmp_path):
@@ -309,3 +343,57 @@ def test_cli_reads_wandb_and_says_what_went_wrong(sweep, tmp_path, monkeypatch, 
     assert "could not read runs from W&B me/poolbench: RuntimeError: api_key not configured" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["table", str(sweep), "--wandb", "me/poolbench"])  # one source, not both
+
+
+def test_verdicts_say_which_rows_are_tied_with_the_best(tmp_path):
+    """best; a copy of it differing on a handful of texts (within the margin); one with a wide seed-to-seed spread
+    (cannot be told apart); one 10 points worse. Holm-adjusted against the best row."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+
+    def correct_on(fraction: float) -> np.ndarray:
+        return np.where(rng.random(2000) < fraction, labels, 1 - labels)
+
+    rows = {"mean": {s: correct_on(0.90) for s in (1, 2, 3)}}
+    rows["mean_copy"] = {s: np.where(np.arange(2000) < 2 * s, 1 - p, p) for s, p in rows["mean"].items()}
+    rows["spread"] = {1: correct_on(0.87), 2: correct_on(0.90), 3: correct_on(0.925)}
+    rows["cls"] = {s: correct_on(0.80) for s in (1, 2, 3)}
+    for pooling, seeds in rows.items():
+        for seed, preds in seeds.items():
+            acc = float(np.mean(preds == labels))
+            write_run(tmp_path / "s" / f"{pooling}{seed}", pooling, seed, acc, preds.tolist(), labels.tolist())
+    table = tables.build_table(find_runs([tmp_path / "s"]), metrics=["test/acc"], n_boot=500)
+    verdicts = {row.key[0]: row.verdict["test/acc"] for row in table.rows}
+    assert {k: v.kind for k, v in verdicts.items()} == {
+        "mean": "best", "mean_copy": "equivalent", "spread": "tied", "cls": "clearly worse"}  # fmt: skip
+    assert verdicts["cls"].p_holm < 0.05 <= verdicts["spread"].p_holm
+    sentence = report.verdict_sentence(table, "test/acc")
+    assert sentence.startswith("test/acc: pooling=mean has the best mean (")
+    assert "tied with it: pooling=mean_copy, pooling=spread (2 rows, 1 of them within ±0.50 points)" in sentence
+    assert sentence.endswith("worse by more than 0.50 points: pooling=cls.")
+    text = report.to_markdown(table)
+    assert "| tied (±0.50) |" in text and "| worse > 0.50 |" in text and f"- **Verdict.** {sentence}" in text
+    wider = tables.build_table(find_runs([tmp_path / "s"]), metrics=["test/acc"], n_boot=500, margin=0.2)
+    assert {row.key[0]: row.verdict["test/acc"].kind for row in wider.rows}["cls"] == "worse"  # not by 20 points
+
+
+@pytest.mark.slow
+def test_a_table_over_two_tasks_ranks_the_rows_across_them(tmp_path, cache_dir):
+    """Two small CSV tasks (val and test held out of each), three poolings, two seeds: a block per task, mean
+    ranks, Friedman's p-value and a critical-difference diagram."""
+    tasks = [write_csv(tmp_path / f"task{t}.csv", synthetic_rows(160, seed=t)) for t in (1, 2)]
+    sweep = tmp_path / "sweep"
+    args = ["-m", "data=csv", f"data.train={tasks[0]},{tasks[1]}", "data.holdout=0.2", "pooling=cls,mean,max",
+            "seed=1,2", "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    done = train_cli(args, clean_env(tmp_path, cache_dir))
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = tmp_path / "report"
+    assert cli(["table", str(sweep), "--out", str(out), "--bootstrap", "200"]) == 0
+    text = (out / "table.md").read_text()
+    assert text.count("## task: data.train=") == 2 and "## Across tasks" in text
+    assert "| pooling | mean rank |" in text and text.count("- **Verdict.**") == 4  # 2 metrics x 2 tasks
+    assert "Across 2 tasks (data.train), rows ranked by test/f1_macro" in text and "Friedman test" in text
+    p = re.search(r"Friedman test that all rows rank alike: p = ([0-9.e-]+)\. ", text)
+    assert p and 0 <= float(p.group(1)) <= 1
+    assert (out / "cd.png").read_bytes().startswith(b"\x89PNG")
+    assert len(list(out.glob("metrics-data.train=*.png"))) == 2

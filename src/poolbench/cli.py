@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def table_command(argv: list[str] | None = None) -> int:
-    from poolbench.analysis import report, runs
+    from poolbench.analysis import report, runs, tasks
     from poolbench.analysis import table as tables
 
     parser = argparse.ArgumentParser(
@@ -33,7 +33,13 @@ def table_command(argv: list[str] | None = None) -> int:
     parser.add_argument("--ref", help="reference row for the comparisons, e.g. pooling=cls (default: the first)")
     parser.add_argument("--format", choices=sorted(report.FORMATS), default="markdown")
     parser.add_argument("--out", help="folder for table, bar chart and confusion matrices (default: first path)")
-    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test examples")
+    parser.add_argument(
+        "--ci", choices=["seeds", "examples"], default="seeds", help="what the intervals account for: seeds and "
+        "test examples (default: what a rerun would bring), or test examples only (these trained models)",
+    )  # fmt: skip
+    parser.add_argument("--margin", type=float, default=0.5, help="practical margin of the verdicts, in points")
+    parser.add_argument("--primary", help="the metric that ranks rows across tasks (default: the last metric)")
     parser.add_argument(
         "--best-by", metavar="METRIC", help="per row, only the runs of the setting with the best mean METRIC "
         "(e.g. val/f1_macro over an Optuna search's trials)",
@@ -49,13 +55,16 @@ def table_command(argv: list[str] | None = None) -> int:
         parser.error("--group needs --wandb")
     try:
         found = runs.find_runs(args.paths) if args.paths else runs.find_wandb_runs(args.wandb, args.group)
-        table = tables.build_table(
+        study = tasks.build_study(
             found,
             by=args.by.split(",") if args.by else None,
+            primary=args.primary,
             metrics=args.metric or tables.DEFAULT_METRICS,
             ref=args.ref,
             n_boot=args.bootstrap,
             best_by=args.best_by,
+            ci=args.ci,
+            margin=args.margin / 100,
         )
     except (FileNotFoundError, ValueError) as err:  # a RecordError (unreadable results.json) is a ValueError
         print(f"poolbench table: {err}", file=sys.stderr)
@@ -63,11 +72,11 @@ def table_command(argv: list[str] | None = None) -> int:
     # default: next to the runs; for W&B runs, tables/<group or project>
     wandb_out = Path("tables", re.sub(r"[^\w.-]+", "_", args.group or args.wandb or ""))
     out = args.out or (args.paths[0] if args.paths else wandb_out)
-    written = report.write_outputs(table, Path(out), args.format)
+    written = report.write_outputs(study, Path(out), args.format)
     print(written["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in written.values()))
     if args.log_wandb:
-        run_id = report.log_to_wandb(table, written, project=args.project)
+        run_id = report.log_to_wandb(study, written, project=args.project)
         print(f"logged to W&B run {run_id} (project {args.project})")
     return 0
 

@@ -1,10 +1,28 @@
-"""Statistics of test predictions: metrics on resampled test sets, and the comparison of two rows."""
+"""Statistics of test predictions: metrics on resampled test sets, the comparison of two rows, verdicts.
+
+A row is a setting trained with several seeds and tested on one test set. A rerun of the study would draw new
+seeds *and* (from the same population) new test examples, so the difference of two rows' means varies with both.
+``compare`` (the default, ``seeds``) counts both sources, as Bouthillier et al. (2021, "Accounting for variance in
+machine learning benchmarks") ask; ``examples`` is the older paired bootstrap over test examples with the seeds
+held fixed: an interval for *these trained models on this test set*. See README "Ablation tables".
+
+The ``seeds`` interval adds the two sources' variances. With per-seed differences ``D_s`` (paired: both rows
+trained with the same seeds), ``V = s_D^2 / n + V_T``: the seed part is the spread of ``D_s`` over the ``n``
+seeds; the test part ``V_T`` is the variance of the mean difference over bootstrap resamples of the test
+examples (every model resampled with the same examples). Each part also holds the models' own errors on these
+examples once, so ``V`` errs on the safe side. Unpaired rows (different seeds) add the two rows' seed parts
+(Welch). The interval is ``d ± t_{0.975, df} sqrt(V)`` with Welch-Satterthwaite's ``df`` for the seed parts: with
+3 seeds the t quantile is large when the seeds dominate, as it must be. (A bootstrap over 3 seeds has only 10
+distinct resamples and shrinks their spread by a third.) ``poolbench.analysis.simulate`` checks the coverage.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
+METHODS = ("seeds", "examples")
 
 
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -27,42 +45,130 @@ METRIC_FUNCTIONS = {"test/acc": accuracy, "test/f1_macro": macro_f1}
 
 
 @dataclass
+class Resampled:
+    """One model's metric on the test set (``observed``) and on each bootstrap resample of it (``boot``)."""
+
+    observed: float
+    boot: np.ndarray  # (n_boot,)
+
+
+def resample(fn, labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_classes: int) -> Resampled:
+    """``fn`` on the test set and on the resamples ``idx`` (n_boot, N), shared by every model of a table."""
+    return Resampled(float(fn(labels, preds, num_classes)), fn(labels[idx], preds[idx], num_classes))
+
+
+def draw(n_examples: int, n_boot: int, seed: int = 0) -> np.ndarray:
+    """The example resamples of one table (every model is resampled with the same ones: pairing by example)."""
+    return np.random.default_rng(seed).integers(0, n_examples, size=(n_boot, n_examples))
+
+
+@dataclass
 class Comparison:
+    """``b - a`` of a metric: the difference of the means over seeds, with its uncertainty.
+
+    ``method`` says what the interval accounts for: ``seeds`` (seeds and test examples; ``df`` for the t quantile)
+    or ``examples`` (test examples only, the seeds held fixed: a percentile bootstrap, ``boot``).
+    """
+
     diff: float
-    low: float
-    high: float
+    se: float
+    df: float
     p_value: float
-    seeds: list
+    method: str
+    pairing: str  # "paired over 3 seeds", "unpaired: 3 and 2 seeds", "1 seed: examples only", ...
+    boot: np.ndarray | None = None
+
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        if self.boot is not None:
+            tail = 100 * (1 - level) / 2
+            low, high = np.percentile(self.boot, [tail, 100 - tail])
+            return float(low), float(high)
+        from scipy.stats import t
+
+        half = float(t.ppf(0.5 + level / 2, self.df)) * self.se if self.se > 0 else 0.0
+        return self.diff - half, self.diff + half
+
+    @property
+    def low(self) -> float:
+        return self.interval()[0]
+
+    @property
+    def high(self) -> float:
+        return self.interval()[1]
 
     @property
     def within_noise(self) -> bool:
         return self.low <= 0 <= self.high
 
 
-def paired_bootstrap(
-    a: dict, b: dict, metric: str, num_classes: int, n_boot: int = 2000, seed: int = 0
-) -> Comparison | None:
-    """Difference ``b - a`` of a test metric, with a 95% CI and a two-sided p-value.
-
-    ``a`` and ``b`` map seed -> (labels, predictions). Only seeds both have are used; each resample draws one
-    set of test examples, applied to every seed of both rows, and the metric is averaged over seeds.
-    """
-    fn = METRIC_FUNCTIONS.get(metric)
-    shared = sorted(set(a) & set(b), key=str)
-    if fn is None or not shared:
+def compare(a: dict, b: dict, method: str = "seeds") -> Comparison | None:
+    """Compare two rows, each ``seed -> Resampled`` (resampled with the same examples). ``None``: nothing to compare."""
+    if not a or not b:
         return None
-    n = len(a[shared[0]][0])
-    for s in shared:
-        if len(a[s][0]) != n or len(b[s][0]) != n or not np.array_equal(a[s][0], b[s][0]):
-            raise ValueError(f"seed {s}: the two rows were not tested on the same examples")
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    labels = a[shared[0]][0]
-    observed = np.mean([fn(labels, b[s][1], num_classes) - fn(labels, a[s][1], num_classes) for s in shared])
-    boot = np.mean(
-        [fn(labels[idx], b[s][1][idx], num_classes) - fn(labels[idx], a[s][1][idx], num_classes) for s in shared],
-        axis=0,
-    )
-    low, high = np.percentile(boot, [2.5, 97.5])
+    shared = sorted(set(a) & set(b), key=str)
+    if method == "examples" or len(a) < 2 or len(b) < 2:
+        if not shared:
+            return None
+        why = "examples only" if method == "examples" else "1 seed: examples only (seed variation unknown)"
+        return _examples_only(a, b, shared, why)
+    if set(a) == set(b):
+        return _paired(a, b, shared)
+    return _unpaired(a, b)
+
+
+def _examples_only(a: dict, b: dict, seeds: list, pairing: str) -> Comparison:
+    observed = float(np.mean([b[s].observed - a[s].observed for s in seeds]))
+    boot = np.mean([b[s].boot - a[s].boot for s in seeds], axis=0)
     p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
-    return Comparison(float(observed), float(low), float(high), float(p), shared)
+    return Comparison(observed, float(np.std(boot, ddof=1)), np.inf, float(p), "examples", pairing, boot)
+
+
+def _paired(a: dict, b: dict, seeds: list) -> Comparison:
+    n = len(seeds)
+    d = np.array([b[s].observed - a[s].observed for s in seeds])
+    seed_var = float(np.var(d, ddof=1)) / n
+    test_var = float(np.var(np.mean([b[s].boot - a[s].boot for s in seeds], axis=0), ddof=1))
+    return _t_comparison(float(d.mean()), seed_var, test_var, [(seed_var, n - 1)], f"paired over {n} seeds")
+
+
+def _unpaired(a: dict, b: dict) -> Comparison:
+    parts, diff, boot_diff = [], 0.0, 0.0
+    for sign, row in ((-1, a), (1, b)):
+        values = np.array([r.observed for r in row.values()])
+        parts.append((float(np.var(values, ddof=1)) / len(row), len(row) - 1))
+        diff += sign * float(values.mean())
+        boot_diff = boot_diff + sign * np.mean([r.boot for r in row.values()], axis=0)
+    test_var = float(np.var(boot_diff, ddof=1))
+    return _t_comparison(diff, sum(v for v, _ in parts), test_var, parts, f"unpaired: {len(a)} and {len(b)} seeds")
+
+
+def _t_comparison(diff: float, seed_var: float, test_var: float, parts: list, pairing: str) -> Comparison:
+    from scipy.stats import t
+
+    var = seed_var + test_var
+    denominator = sum(v * v / dof for v, dof in parts if dof > 0)
+    df = var * var / denominator if denominator > 0 else np.inf  # Welch-Satterthwaite
+    se = float(np.sqrt(var))
+    if se == 0:
+        p = 1.0 if diff == 0 else 0.0
+    else:
+        p = float(2 * t.sf(abs(diff) / se, df))
+    return Comparison(diff, se, float(df), p, "seeds", pairing)
+
+
+def compare_rows(labels: np.ndarray, a: dict, b: dict, fn, num_classes: int, n_boot: int = 2000, seed: int = 0,
+                 method: str = "seeds") -> Comparison | None:  # fmt: skip
+    """``compare`` from predictions: ``a`` and ``b`` map seed -> predictions on the test ``labels``."""
+    idx = draw(len(labels), n_boot, seed)
+    resampled = [{s: resample(fn, labels, p, idx, num_classes) for s, p in row.items()} for row in (a, b)]
+    return compare(*resampled, method=method)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (same order as given)."""
+    order = np.argsort(p_values)
+    k, adjusted, running = len(p_values), [0.0] * len(p_values), 0.0
+    for step, i in enumerate(order):
+        running = max(running, min(1.0, (k - step) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

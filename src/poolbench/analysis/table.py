@@ -1,10 +1,12 @@
-"""Ablation tables from runs: rows of settings, mean ± std over seeds, comparisons with a reference row.
+"""Ablation tables from runs: rows of settings, mean ± std over seeds, comparisons, and the verdict.
 
     poolbench table multirun/2026-11-25/12-00-00-abc123 [more folders] [--by pooling] [--format latex]
 
-Runs come from folders or W&B (``poolbench.analysis.runs``), comparisons from ``poolbench.analysis.stats``,
-and the rendering from ``poolbench.analysis.report``. Nothing here needs W&B: a table rebuilds anywhere the
-records are.
+Every row is compared with the reference row (``--ref``) and with the best row; the comparisons with the best,
+Holm-adjusted over the table, give each row its verdict: tied with the best (within the practical ``margin`` or
+not), worse, or worse by more than the margin. Runs on several tasks (data sets) give one table per task and a
+ranking across them (``poolbench.analysis.tasks``). Runs come from ``poolbench.analysis.runs``, comparisons from
+``poolbench.analysis.stats``, the rendering from ``poolbench.analysis.report``. Nothing here needs W&B.
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from poolbench.analysis.runs import Run
-from poolbench.analysis.stats import paired_bootstrap
+from poolbench.analysis.stats import METRIC_FUNCTIONS, Comparison, compare, draw, holm, resample
 
 DEFAULT_METRICS = ("test/acc", "test/f1_macro")
 # What `bookkeeping` (conf/train.yaml) said before runs recorded it: settings that never make two runs
 # different experiments. Records written since carry their own list.
 RECORDED_BEFORE = ("seed", "paths.", "hydra.", "callbacks.", "logger.", "trainer.enable_", "data.cache_dir", "resume",
-                   "fail_fast", "optimized_metric", "encoder.name_or_path")  # fmt: skip
+                   "fail_fast", "optimized_metric", "encoder.name_or_path", "bookkeeping")  # fmt: skip
 
 
 def bookkeeping(runs: list[Run]) -> tuple[str, ...]:
     """The keys (or key prefixes ending in ``.`` or ``_``) that the runs' configs declare as bookkeeping."""
     declared = {k for r in runs for k in (r.record.config.get("bookkeeping") or RECORDED_BEFORE)}
-    return tuple(sorted(declared))
+    return tuple(sorted(declared | {"bookkeeping"}))
 
 
 def _ignored(key: str, prefixes: tuple[str, ...]) -> bool:
@@ -50,11 +52,26 @@ def varying_keys(runs: list[Run]) -> list[str]:
 
 
 @dataclass
+class Verdict:
+    """A row against the best row of its table, for one metric."""
+
+    kind: str  # best | equivalent | tied | worse | clearly worse | better | n/a
+    p_holm: float | None = None
+    interval: tuple[float, float] | None = None  # at the level Holm's step tested it
+
+    @property
+    def decided(self) -> bool:
+        """Settled for good: the best (if every other row is), within the margin of it, or worse by more."""
+        return self.kind in ("equivalent", "clearly worse")
+
+
+@dataclass
 class Row:
     key: tuple
     runs: list[Run]
     stats: dict = field(default_factory=dict)  # metric -> (mean, std, n)
-    comparison: dict = field(default_factory=dict)  # metric -> Comparison | None
+    comparison: dict = field(default_factory=dict)  # metric -> Comparison | None, against the reference row
+    verdict: dict = field(default_factory=dict)  # metric -> Verdict, against the best row
 
     @property
     def seeds(self) -> list:
@@ -69,6 +86,10 @@ class Table:
     ref: Row | None
     problems: list[str]  # incomplete or failed runs, listed, never dropped silently
     notes: list[str]
+    ci: str = "seeds"  # what the intervals account for: "seeds" (and examples) or "examples" only
+    margin: float = 0.005  # the practical margin, in metric units (0.005 = 0.5 points)
+    alpha: float = 0.05
+    task: str | None = None  # the task (data set) of this table, when the runs cover several
 
     def best(self, metric: str) -> Row | None:
         rows = [r for r in self.rows if metric in r.stats]
@@ -82,12 +103,16 @@ def build_table(
     ref: str | None = None,
     n_boot: int = 2000,
     best_by: str | None = None,
+    ci: str = "seeds",
+    margin: float = 0.005,
+    alpha: float = 0.05,
 ) -> Table:
-    """Aggregate runs into rows of ``by`` keys; compare every row with the reference row.
+    """Aggregate runs into rows of ``by`` keys; compare every row with the reference and with the best row.
 
-    ``best_by`` (e.g. ``val/f1_macro``): a row's runs differ in other settings too (a search's trials); keep, per
-    row, only the runs of the setting with the best mean of that metric (a validation metric: the test split is
-    not used to choose), and say which setting it was.
+    ``ci``: ``seeds`` (intervals over seeds and test examples) or ``examples`` (test examples only, the trained
+    models held fixed). ``margin``: the practical margin of the verdicts. ``best_by`` (e.g. ``val/f1_macro``): a
+    row's runs differ in other settings too (a search's trials); keep, per row, only the runs of the setting with
+    the best mean of that metric (a validation metric: the test split is not used to choose), and say which.
     """
     problems = [f"{r}: {r.record.status}" + (f" ({r.record.first_error_line()})" if r.record.error else "")
                 for r in runs if not r.finished]  # fmt: skip
@@ -111,24 +136,74 @@ def build_table(
             if values:
                 std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                 row.stats[m] = (float(np.mean(values)), std, len(values))
-    ref_row = _find_ref(rows, by, ref)
-    if ref_row is not None:
-        ref_preds = _predictions(ref_row)
-        num_classes = len(ref_row.runs[0].record.label_names)
-        if not ref_preds or not num_classes:
-            notes.append("no test predictions for the reference row: no paired comparisons")
+    table = Table(by, list(metrics), rows, _find_ref(rows, by, ref), problems, notes, ci, margin, alpha)
+    resampled = _resampled(rows, metrics, n_boot)
+    if resampled is None:
+        notes.append("no test predictions for the reference row: no paired comparisons")
+        return table
+    for m in resampled:
         for row in rows:
-            if row is ref_row:
-                continue
-            preds = _predictions(row)
-            for m in metrics:
-                row.comparison[m] = paired_bootstrap(ref_preds, preds, m, num_classes, n_boot)
-            if set(row.seeds) != set(ref_row.seeds):
-                notes.append(
-                    f"{row_label(by, row.key)} has seeds {row.seeds}, the reference {ref_row.seeds}: "
-                    "compared on the shared seeds only"
-                )
-    return Table(by, list(metrics), rows, ref_row, problems, notes)
+            if row is not table.ref and table.ref is not None:
+                row.comparison[m] = compare(resampled[m].get(id(table.ref)), resampled[m].get(id(row)), ci)
+        _verdicts(table, m, resampled[m])
+    for row in rows:
+        if table.ref is not None and row is not table.ref and set(row.seeds) != set(table.ref.seeds):
+            how = "compared on the shared seeds only" if ci == "examples" else "compared unpaired over seeds"
+            notes.append(f"{row_label(by, row.key)} has seeds {row.seeds}, the reference {table.ref.seeds}: {how}")
+    return table
+
+
+def _resampled(rows: list[Row], metrics, n_boot: int) -> dict | None:
+    """metric -> id(row) -> seed -> Resampled, every model resampled with the same test examples."""
+    with_preds = [(row, r) for row in rows for r in row.runs if r.has_predictions()]
+    if not with_preds:
+        return None
+    first = with_preds[0][1]
+    labels, num_classes = first.predictions()[0], len(first.record.label_names)
+    if not num_classes:
+        return None
+    idx = draw(len(labels), n_boot)
+    found: dict = {m: {} for m in metrics if m in METRIC_FUNCTIONS}
+    for row, run in with_preds:
+        run_labels, preds = run.predictions()
+        if not np.array_equal(run_labels, labels):
+            raise ValueError(f"{run}: tested on other examples than {first}; a table compares runs on one test set "
+                             "(several test sets: one table per task, see --by)")  # fmt: skip
+        for m, per_row in found.items():
+            per_row.setdefault(id(row), {})[run.seed] = resample(METRIC_FUNCTIONS[m], labels, preds, idx, num_classes)
+    return found
+
+
+def _verdicts(table: Table, metric: str, resampled: dict) -> None:
+    """Each row against the best row by ``metric``: Holm over the table's comparisons, then the margin."""
+    best = table.best(metric)
+    if best is None:
+        return
+    best.verdict[metric] = Verdict("best")
+    others = [row for row in table.rows if row is not best and metric in row.stats]
+    comps = [compare(resampled.get(id(best)), resampled.get(id(row)), table.ci) for row in others]
+    known = [(row, c) for row, c in zip(others, comps, strict=True) if c is not None]
+    for row, c in zip(others, comps, strict=True):
+        if c is None:
+            row.verdict[metric] = Verdict("n/a")
+    adjusted = holm([c.p_value for _, c in known])
+    order = sorted(range(len(known)), key=lambda i: known[i][1].p_value)
+    stopped = False
+    for step, i in enumerate(order):  # Holm's step-down: the j-th smallest p is tested at alpha / (k - j)
+        row, comp = known[i]
+        level = table.alpha / (len(known) - step)
+        different = not stopped and comp.p_value <= level
+        stopped = stopped or not different
+        low, high = comp.interval(1 - level)
+        row.verdict[metric] = Verdict(_kind(low, high, different, table.margin), adjusted[i], (low, high))
+
+
+def _kind(low: float, high: float, different: bool, margin: float) -> str:
+    if not different:
+        return "equivalent" if -margin <= low and high <= margin else "tied"
+    if low > 0:
+        return "better"  # possible when the best by mean is not the best by the paired comparison
+    return "clearly worse" if high < -margin else "worse"
 
 
 def _keep_best(rows: list[Row], by: list[str], settings: list[str], metric: str) -> list[str]:
@@ -192,9 +267,8 @@ def _find_ref(rows: list[Row], by: list[str], ref: str | None) -> Row | None:
     raise ValueError(f"--ref {ref}: no row matches; rows are {[row_label(by, r.key) for r in rows]}")
 
 
-def _predictions(row: Row) -> dict:
-    return {r.seed: r.predictions() for r in row.runs if r.has_predictions()}
-
-
 def row_label(by: list[str], key: tuple) -> str:
     return ",".join(f"{k}={v}" for k, v in zip(by, key, strict=True)) or "all runs"
+
+
+__all__ = ["Comparison", "Row", "Table", "Verdict", "build_table", "row_label", "varying_keys"]
