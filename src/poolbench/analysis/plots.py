@@ -20,6 +20,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_bars(table: Table, path: Path) -> Path:
     plt = _pyplot()
     labels = [" / ".join(map(str, r.key)) or "all runs" for r in table.rows]  # values only: short ticks
@@ -33,10 +40,7 @@ def plot_bars(table: Table, path: Path) -> Path:
         ax.set_ylabel(f"{m} (%)")
         low = min(v - s for v, s in zip(means, stds, strict=True))
         ax.set_ylim(max(0, low - 5), None)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_confusions(table: Table, path: Path) -> Path:
@@ -52,10 +56,7 @@ def plot_confusions(table: Table, path: Path) -> Path:
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=7)
         ax.set_yticks(range(len(names)), names, fontsize=7)
         ax.set_title(" / ".join(map(str, row.key)) or "all runs", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_critical_difference(ranking: Ranking, path: Path) -> Path:
@@ -70,7 +71,4 @@ def plot_critical_difference(ranking: Ranking, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6, 1.0 + 0.3 * len(names)))
     sp.critical_difference_diagram(pd.Series(ranking.mean_ranks, index=names), significance, ax=ax)
     ax.set_title(f"mean rank by {ranking.metric} over {len(ranking.tasks)} tasks (1 = best)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
