@@ -199,3 +199,35 @@ def test_length_grouped_batches_cover_every_example_once_with_less_padding(token
     assert padding_fraction(batches) < 0.5 * padding_fraction(plain.train_dataloader())
     evaluated = [i for b in grouped.test_dataloader() for i in b["idx"].tolist()]
     assert sorted(evaluated) == list(range(len(grouped.splits["test"])))
+
+
+def test_hutto4_domains_select_each_splits_own_examples(tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(hutto, "fetch", lambda cache_dir, archive=None: tmp_path)
+    monkeypatch.setattr(hutto, "read", lambda folder: fake_rows())  # 8 tweets (1 duplicate of them in movie), 40 nyt
+
+    def splits(**domains) -> dict:
+        return Hutto4DataModule(tokenizer, cache_dir=str(tmp_path / "cache"), **domains).read_splits()
+
+    every = splits()
+    tweets, nyt = splits(domains="tweets"), splits(domains=["nyt"])
+    for split in ("train", "val", "test"):  # each domain keeps its share of every split, nothing else
+        assert sorted(tweets[split].texts + nyt[split].texts) == sorted(every[split].texts)
+        assert all(t.startswith("text number") for t in tweets[split].texts)
+        assert not set(tweets[split].texts) & set(nyt[split].texts)
+    assert sum(len(s.texts) for s in tweets.values()) == 8 and sum(len(s.texts) for s in nyt.values()) == 40
+    assert splits(domains=["tweets", "nyt"])["test"].texts == every["test"].texts  # both: as without a choice
+    # cross-domain: train and validate on nyt, test on tweets
+    transfer = splits(train_domains="nyt", test_domains="tweets")
+    assert transfer["train"].texts == nyt["train"].texts and transfer["val"].texts == nyt["val"].texts
+    assert transfer["test"].texts == tweets["test"].texts and "tweets" in transfer["test"].origin
+    with pytest.raises(ValueError, match="data.domains: unknown domain.*'news'.*allowed: tweets, movies, nyt, amazon"):
+        splits(domains=["news"])
+
+
+def test_domain_names_are_checked_before_anything_runs(compose):
+    from poolbench.run.checks import problems
+
+    assert problems(compose(["data=hutto4", "data.domains=[movies,nyt]", "data.test_domains=amazon"])) == []
+    assert problems(compose(["data=hutto4", "data.domains=[movie]"])) == [
+        "data.domains: unknown domain(s) ['movie']; allowed: tweets, movies, nyt, amazon"
+    ]

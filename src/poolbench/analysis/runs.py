@@ -47,12 +47,17 @@ class Run:
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
+    """``{"model": {"lr": 1}}`` -> ``{"model.lr": 1}``; a list of plain values becomes one string
+    (``data.domains: [movies, nyt]`` -> ``"movies,nyt"``), other lists are left out."""
     out = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
             out.update(flatten(value, name + "."))
-        elif not isinstance(value, list):
+        elif isinstance(value, list):
+            if all(isinstance(v, str | int | float | bool) for v in value):
+                out[name] = ",".join(map(str, value))
+        else:
             out[name] = value
     return out
 

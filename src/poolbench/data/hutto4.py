@@ -14,11 +14,18 @@ class Hutto4DataModule(TextClassificationDataModule):
     t1 <= s < t2 is dropped. Texts are de-duplicated on normalised text (first occurrence kept), then split
     80/10/10 with ``split_seed``.
 
+    The four sources are domains (``DOMAINS``): ``domains`` keeps some of them, each split keeping its own
+    examples of those domains, so a domain's test split is the same alone or with others. ``train_domains`` and
+    ``test_domains`` train (and validate) on some domains and test on others: cross-domain transfer.
+
     Args:
         archive: a local ``vaderSentiment-3.3.2.tar.gz``; by default it is fetched with pip, once.
         thresholds: the four cut points.
         split_seed: seed of the train/val/test split (not the training seed: the split stays fixed).
         fractions: train/val/test fractions.
+        domains: the domains to use (a name or a list; ``None``: all four).
+        train_domains: the domains of the train and val splits (``None``: ``domains``).
+        test_domains: the domains of the test split (``None``: ``domains``).
         **kwargs: see ``TextClassificationDataModule``.
     """
 
@@ -29,6 +36,9 @@ class Hutto4DataModule(TextClassificationDataModule):
         thresholds: tuple[float, float, float, float] = (-1.5, -0.5, 0.5, 1.5),
         split_seed: int = 0,
         fractions: tuple[float, float, float] = (0.8, 0.1, 0.1),
+        domains: str | list[str] | None = None,
+        train_domains: str | list[str] | None = None,
+        test_domains: str | list[str] | None = None,
         **kwargs,
     ) -> None:
         kwargs.setdefault("label_names", ["very_negative", "negative", "positive", "very_positive"])
@@ -41,6 +51,10 @@ class Hutto4DataModule(TextClassificationDataModule):
         self.thresholds = tuple(thresholds)
         self.split_seed = split_seed
         self.fractions = tuple(fractions)
+        chosen = domain_list(domains, "data.domains")
+        self.split_domains = {"train": domain_list(train_domains, "data.train_domains") or chosen,
+                              "test": domain_list(test_domains, "data.test_domains") or chosen}  # fmt: skip
+        self.split_domains["val"] = self.split_domains["train"]
 
     def prepare_data(self) -> None:
         hutto.fetch(self.cache_dir, self.archive)
@@ -70,5 +84,26 @@ class Hutto4DataModule(TextClassificationDataModule):
             labels=[label for _, label in kept],
             origin="hutto4",
         )
+        domain = [SOURCES[row["source"]] for row, _ in kept]
         parts = split_indices(len(kept), self.fractions, self.split_seed)
-        return {name: whole.subset(idx, f"hutto4 ({name})") for name, idx in parts.items()}
+        raw = {}
+        for name, idx in parts.items():
+            keep = self.split_domains[name] or DOMAINS
+            idx = [i for i in idx if domain[i] in keep]
+            raw[name] = whole.subset(idx, f"hutto4 ({name}{'' if keep == DOMAINS else ', ' + '+'.join(keep)})")
+        return raw
+
+
+DOMAINS = ("tweets", "movies", "nyt", "amazon")  # Hutto & Gilbert's four sources, as data.domains names them
+SOURCES = {"tweets": "tweets", "movie": "movies", "nyt": "nyt", "amazon": "amazon"}  # hutto.FILES -> domain
+
+
+def domain_list(value, key: str) -> tuple[str, ...] | None:
+    """``None``, one domain name or a list of them, checked, as a tuple in ``DOMAINS`` order."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    unknown = [n for n in names if n not in DOMAINS]
+    if unknown or not names:
+        raise ValueError(f"{key}: unknown domain(s) {unknown or names}; allowed: {', '.join(DOMAINS)}")
+    return tuple(d for d in DOMAINS if d in names)

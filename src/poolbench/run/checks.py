@@ -77,6 +77,14 @@ def problems(cfg: DictConfig) -> list[str]:
             check(Path(path).expanduser().is_file(), key, f"file {path!r} does not exist")
     if str(value("data._target_")).endswith("FilesDataModule"):
         check(value("data.train") not in (None, ""), "data.train", "data=csv needs a training file")
+    if str(value("data._target_")).endswith("Hutto4DataModule"):
+        from poolbench.data.hutto4 import domain_list
+
+        for key in ("data.domains", "data.train_domains", "data.test_domains"):
+            try:
+                domain_list(value(key), key)
+            except ValueError as err:  # its message names the key and the allowed domains
+                found.append(str(err))
 
     # the poolers' and layer selectors' own parameters, against the encoder's sizes where they are known
     hidden, num_layers = encoder_sizes(cfg) or (None, None)

@@ -188,19 +188,20 @@ def run_name(hydra_cfg) -> str:
     if hydra_cfg.mode == RunMode.MULTIRUN:
         # what a search sweeper varies (hydra.sweeper.params, e.g. Optuna's), and what the command line sweeps
         swept = set((OmegaConf.select(hydra_cfg, "sweeper.params", default=None) or {}).keys())
-        swept |= _swept_keys(Path(hydra_cfg.sweep.dir) / "multirun.yaml")
+        swept |= _swept_keys(Path(hydra_cfg.sweep.dir) / "multirun.yaml", task)
         if swept:
             task = [o for o in task if o.split("=", 1)[0].lstrip("+~") in swept]
     return ",".join(sorted(task))
 
 
-def _swept_keys(multirun_yaml: Path) -> set[str]:
-    """Keys given several values on the multirun's command line (Hydra's basic sweeper writes multirun.yaml
-    before the jobs run)."""
+def _swept_keys(multirun_yaml: Path, job_task: list[str]) -> set[str]:
+    """Keys given several values on the multirun's command line, and keys a sweeper added to this job (the
+    adaptive-seeds sweeper's ``seed``); the sweepers write multirun.yaml before the jobs run."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     if not multirun_yaml.exists():
         return set()
-    task = OmegaConf.load(multirun_yaml).hydra.overrides.task
-    parsed = OverridesParser.create().parse_overrides(list(task))
-    return {o.key_or_group for o in parsed if o.is_sweep_override()}
+    parser = OverridesParser.create()
+    command = parser.parse_overrides(list(OmegaConf.load(multirun_yaml).hydra.overrides.task))
+    added = {o.key_or_group for o in parser.parse_overrides(job_task)} - {o.key_or_group for o in command}
+    return {o.key_or_group for o in command if o.is_sweep_override()} | added

@@ -26,12 +26,14 @@ def expand_sweep(task_overrides: list[str]) -> list[list[str]]:
     """The override list of every job of a basic sweep (the cartesian product of the swept values).
 
     Uses the basic sweeper's own expansion (a Hydra internal, pinned by hydra-core<1.4) so that the jobs
-    checked are exactly the jobs that will run.
+    checked are exactly the jobs that will run; ``glob(...)`` choices need the running Hydra's config loader.
     """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(task_overrides)
+    loader = GlobalHydra.instance().config_loader() if GlobalHydra.instance().is_initialized() else None
+    parsed = OverridesParser.create(config_loader=loader).parse_overrides(task_overrides)
     batches = BasicSweeper.split_arguments(parsed, max_batch_size=None)
     return [list(job) for batch in batches for job in batch]
 
