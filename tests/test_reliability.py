@@ -94,9 +94,11 @@ def test_poolers_and_layer_selectors_settings_are_checked_before_anything_runs(c
     assert problems(compose(["pooling=mha", "pooling.num_heads=4", "layers=last4_mean", "layers.k=2"])) == []
 
 
-def test_a_single_run_is_checked_too(run_job, csv_data):
-    with pytest.raises(ConfigError, match="model.warmup_ratio: must be in"):
+def test_a_single_run_is_checked_too(run_job, csv_data, capsys):
+    with pytest.raises(SystemExit) as stop:  # the user's error: exit status 2, one message
         run_job([*data_overrides(csv_data), "model.warmup_ratio=2"])
+    assert stop.value.code == 2
+    assert "model.warmup_ratio: must be in [0, 1], got 2" in capsys.readouterr().err
 
 
 def test_non_finite_loss_stops_the_job_naming_the_step(run_job, csv_data, monkeypatch):

@@ -35,11 +35,12 @@ def test_one_job_writes_results_and_predictions(run_job, csv_data):
 
 def test_a_failing_job_is_recorded_as_failed(run_job, csv_data):
     bad = [*data_overrides(csv_data), "data.text_column=review"]
-    with pytest.raises(ValueError, match="no column 'review'"):
+    with pytest.raises(SystemExit):  # the user's error (a data file without that column): exit status 2
         run_job(bad)
     out = Path(csv_data["train"]).parents[1] / "out"
     results = read_record(out)
-    assert results["status"] == "failed" and "no column 'review'" in results["error"]
+    assert results["status"] == "failed" and "no column 'review'" in results["error"] and results["user_error"]
+    assert "Traceback" in results["traceback"]
 
 
 @pytest.mark.slow

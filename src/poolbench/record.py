@@ -70,6 +70,7 @@ class RunRecord:
     global_step: int | None = None
     error: str | None = None
     traceback: str | None = None
+    user_error: bool | None = None  # the error is the user's to fix (config, data, encoder): exit status 2
     extra: dict = field(default_factory=dict)  # keys this version does not know, kept as they were
 
     @classmethod

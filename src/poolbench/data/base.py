@@ -8,52 +8,20 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 from torch.utils.data import DataLoader
 
+from poolbench.data.raw import RawSplit, map_labels
 from poolbench.data.sampler import EpochSeededSampler
 from poolbench.data.tokenized import tokenize_cached
+from poolbench.errors import DataError
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-
-
-class DataError(ValueError):
-    """Bad user data: the message names the file (or source), the column and the row."""
-
-
-@dataclass
-class RawSplit:
-    texts: list[str]
-    labels: list
-    origin: str  # file path or source name, for error messages
-    text_column: str = "text"
-    label_column: str = "label"
-    # for error messages: ``rows[i]`` is example i's 0-based row in its file (None: i itself), and
-    # ``row_offset`` the lines before the first row (a CSV header), so that "row 3 (line 4)" can be said
-    rows: list[int] | None = None
-    row_offset: int = 0
-
-    def where(self, i: int) -> str:
-        row = self.rows[i] if self.rows is not None else i
-        return f"row {row + 1}" + (f" (line {row + 1 + self.row_offset})" if self.row_offset else "")
-
-    def subset(self, indices, origin: str) -> RawSplit:
-        """The examples at ``indices``, still reported by their rows in the original file."""
-        return RawSplit(
-            texts=[self.texts[i] for i in indices],
-            labels=[self.labels[i] for i in indices],
-            origin=origin,
-            text_column=self.text_column,
-            label_column=self.label_column,
-            rows=[self.rows[i] if self.rows is not None else int(i) for i in indices],
-            row_offset=self.row_offset,
-        )
 
 
 class TextClassificationDataModule(pl.LightningDataModule):
@@ -131,54 +99,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
                     raise DataError(f"{split.origin}: {split.where(i)}: empty text in column {split.text_column!r}")
 
     def _map_labels(self, raw: dict[str, RawSplit]) -> dict[str, list[int]]:
-        """Raw labels -> ids, with every inconsistency reported by file, column and row."""
-        train = raw["train"].labels
-        strings = any(isinstance(y, str) for y in train)
-        if strings:
-            names = self.label_names or sorted({str(y) for y in train})
-            if self.label_names is None:
-                self.label_names = names
-            index = {n: i for i, n in enumerate(names)}
-        n_expected = self.num_labels
-        if self.label_names is not None:
-            if n_expected is not None and n_expected != len(self.label_names):
-                raise DataError(
-                    f"num_labels={n_expected} disagrees with the {len(self.label_names)} label names {self.label_names}"
-                )
-            n_expected = len(self.label_names)
-        mapped: dict[str, list[int]] = {}
-        for name, split in raw.items():
-            ids = []
-            for i, y in enumerate(split.labels):
-                if strings:
-                    if str(y) not in index:
-                        raise DataError(
-                            f"{split.origin}: {split.where(i)}: label {y!r} in column {split.label_column!r} "
-                            f"is not in the label set {names}"
-                        )
-                    ids.append(index[str(y)])
-                    continue
-                try:
-                    value = int(y)
-                    ok = value == y
-                except (TypeError, ValueError):
-                    ok = False
-                if not ok or value < 0 or (n_expected is not None and value >= n_expected):
-                    allowed = f"0..{n_expected - 1}" if n_expected is not None else "integers >= 0"
-                    raise DataError(
-                        f"{split.origin}: {split.where(i)}: label {y!r} in column {split.label_column!r} "
-                        f"is out of range (allowed: {allowed})"
-                    )
-                ids.append(value)
-            mapped[name] = ids
-        n_data = max(max(ids) for ids in mapped.values()) + 1
-        if n_expected is None:
-            n_expected = n_data
-        if len(set(mapped["train"])) < 2:
-            raise DataError(f"{raw['train'].origin}: the train split has fewer than 2 classes")
-        self.num_labels = n_expected
-        if self.label_names is None:
-            self.label_names = [str(i) for i in range(n_expected)]
+        mapped, self.label_names, self.num_labels = map_labels(raw, self.label_names, self.num_labels)
         return mapped
 
     def class_count_table(self, labels: dict[str, list[int]]) -> str:

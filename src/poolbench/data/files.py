@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 
-from poolbench.data.base import DataError, RawSplit, TextClassificationDataModule, split_indices
+from poolbench.data.base import RawSplit, TextClassificationDataModule, split_indices
+from poolbench.errors import DataError
 
 
 class FilesDataModule(TextClassificationDataModule):
@@ -20,6 +22,7 @@ class FilesDataModule(TextClassificationDataModule):
         label_column: the column holding the label (strings are mapped to ids, ints used as ids).
         holdout: fraction of the training file per missing split.
         split_seed: seed of those hold-outs.
+        encoding: the files' text encoding (``utf-8``; e.g. ``latin-1`` for older exports).
         **kwargs: see ``TextClassificationDataModule``.
     """
 
@@ -33,6 +36,7 @@ class FilesDataModule(TextClassificationDataModule):
         label_column: str = "label",
         holdout: float = 0.1,
         split_seed: int = 0,
+        encoding: str = "utf-8",
         **kwargs,
     ) -> None:
         super().__init__(tokenizer, **kwargs)
@@ -41,6 +45,7 @@ class FilesDataModule(TextClassificationDataModule):
         self.label_column = label_column
         self.holdout = holdout
         self.split_seed = split_seed
+        self.encoding = encoding
 
     def read_splits(self) -> dict[str, RawSplit]:
         if not self.files["train"]:
@@ -63,20 +68,15 @@ class FilesDataModule(TextClassificationDataModule):
         return raw
 
     def _read(self, path: str) -> RawSplit:
-        import pandas as pd
-
+        """Read one file with pandas; its errors are translated into one line naming the file and line."""
         file = Path(path).expanduser()
         if not file.is_file():
             raise DataError(f"data file {str(path)!r} does not exist")
         suffix = file.suffix.lower()
-        if suffix == ".csv":
-            frame, offset = pd.read_csv(file, dtype=object, keep_default_na=False), 1
-        elif suffix == ".tsv":
-            frame, offset = pd.read_csv(file, sep="\t", dtype=object, keep_default_na=False), 1
-        elif suffix in (".jsonl", ".json"):
-            frame, offset = pd.read_json(file, lines=True, dtype=False), 0
-        else:
+        if suffix not in READERS:
             raise DataError(f"{file}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl")
+        _check_encoding(file, self.encoding)
+        frame, offset = READERS[suffix](file, self.encoding)
         for column in (self.text_column, self.label_column):
             if column not in frame.columns:
                 raise DataError(
@@ -92,6 +92,82 @@ class FilesDataModule(TextClassificationDataModule):
             label_column=self.label_column,
             row_offset=offset,
         )
+
+
+def _check_encoding(file: Path, encoding: str) -> None:
+    """A file that is not text in ``encoding`` (a Latin-1 CSV read as UTF-8, or not text at all): name the line."""
+    data = file.read_bytes()
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise DataError(
+            f"{file}: line {line}, column {column}: byte 0x{data[err.start]:02x} is not {encoding} text: the file is "
+            "in another encoding (set data.encoding, e.g. data.encoding=latin-1) or is not a text file"
+        ) from err
+    except LookupError as err:
+        raise DataError(f"data.encoding: unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from err
+
+
+def _read_table(file: Path, encoding: str, sep: str) -> tuple:
+    import csv
+
+    import pandas as pd
+
+    with file.open(encoding=encoding, newline="") as f:
+        header = next(csv.reader(f, delimiter=sep), [])
+    names = [h.strip() for h in header]
+    if not any(names):
+        raise DataError(f"{file}: line 1: no header; the first line must name the columns (e.g. text{sep}label)")
+    for i, name in enumerate(names):
+        if not name:
+            raise DataError(f"{file}: line 1: column {i + 1} of the header has no name")
+        if names.index(name) != i:
+            raise DataError(f"{file}: line 1: column {name!r} appears twice in the header")
+    try:
+        return pd.read_csv(file, sep=sep, dtype=object, keep_default_na=False, encoding=encoding), 1
+    except pd.errors.ParserError as err:
+        raise DataError(f"{file}: {_parser_message(str(err))}") from err
+
+
+def _parser_message(message: str) -> str:
+    """pandas' C-parser messages, said with file lines (its 'row' of an open quote counts the header as 0)."""
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if fields:
+        expected, line, saw = fields.groups()
+        return (f"line {line}: {saw} fields where the header has {expected} (a separator inside a text needs the "
+                "text in double quotes)")  # fmt: skip
+    quote = re.search(r"EOF inside string starting at row (\d+)", message)
+    if quote:
+        return (f"line {int(quote.group(1)) + 1}: a double quote opens a text that never closes: it swallows the "
+                "rest of the file (close it, or double the quotes inside a text)")  # fmt: skip
+    return f"not a readable table: {message.strip()}"
+
+
+def _read_jsonl(file: Path, encoding: str) -> tuple:
+    import json
+
+    import pandas as pd
+
+    try:
+        return pd.read_json(file, lines=True, dtype=False, encoding=encoding), 0
+    except ValueError as err:  # pandas does not say where: find the first line json itself rejects
+        for number, line in enumerate(file.read_text(encoding=encoding).splitlines(), start=1):
+            try:
+                if line.strip():
+                    json.loads(line)
+            except json.JSONDecodeError as bad:
+                raise DataError(f"{file}: line {number}, column {bad.colno}: not valid JSON ({bad.msg})") from err
+        raise DataError(f"{file}: not JSON lines (one object per line): {err}") from err
+
+
+READERS = {
+    ".csv": lambda file, encoding: _read_table(file, encoding, ","),
+    ".tsv": lambda file, encoding: _read_table(file, encoding, "\t"),
+    ".jsonl": _read_jsonl,
+    ".json": _read_jsonl,
+}
 
 
 def _maybe_int(y):

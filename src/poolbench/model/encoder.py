@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 from torch import nn
+
+from poolbench.errors import EncoderError
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +36,60 @@ def from_pretrained(name_or_path: str, trust_remote_code: bool = False) -> nn.Mo
     """A Hugging Face encoder (``AutoModel``), from a hub name or a local folder."""
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    with _loading(name_or_path, "encoder"):
+        return AutoModel.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    with _loading(name_or_path, "tokenizer"):
+        return AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+
+
+def locate_problem(name_or_path: str) -> str | None:
+    """Why ``name_or_path`` cannot be loaded, found without loading it (``None``: nothing found).
+
+    A path (absolute, relative, or an existing file or folder) must be a folder with a ``config.json``; a hub
+    name must be in the local Hugging Face cache when the hub is offline (``HF_HUB_OFFLINE=1``).
+    """
+    path = Path(str(name_or_path)).expanduser()
+    if path.exists():
+        if not (path.is_dir() and (path / "config.json").is_file()):
+            return (f"{str(name_or_path)!r} has no config.json: not a Hugging Face model folder (save one with "
+                    "model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")  # fmt: skip
+        return None
+    if str(name_or_path).startswith(("/", ".", "~")) or str(name_or_path).count("/") > 1:
+        return f"folder {str(name_or_path)!r} does not exist"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") and not _cached(str(name_or_path)):
+        return (f"{str(name_or_path)!r} is a hub name that is not in the local Hugging Face cache, and the hub is "
+                "offline (HF_HUB_OFFLINE=1): download it once where there is network (huggingface-cli download "
+                f"{name_or_path}) or pass a local folder")  # fmt: skip
+    return None
+
+
+def _cached(repo_id: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # noqa: BLE001 - not a valid repo id: not cached
+        return False
+
+
+@contextlib.contextmanager
+def _loading(name_or_path: str, what: str):
+    """Loading errors of a model or tokenizer, said as one line: which name, and what to do."""
+    problem = locate_problem(name_or_path)
+    if problem:
+        raise EncoderError(f"encoder.name_or_path: {problem}")
+    try:
+        yield
+    except OSError as err:
+        raise EncoderError(
+            f"encoder.name_or_path: could not load the {what} {name_or_path!r}: {str(err).splitlines()[0]} "
+            "(a hub name needs the network once, or the local Hugging Face cache)"
+        ) from err
 
 
 # the sizes of the tiny test encoders (the YAML files under conf/encoder/ can override each one)

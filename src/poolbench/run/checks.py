@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from poolbench.errors import ConfigError
+from poolbench.model.encoder import locate_problem
 
-class ConfigError(ValueError):
-    """One or more invalid settings; the message lists every one of them."""
+__all__ = ["ConfigError", "problems", "validate"]
 
 
 def problems(cfg: DictConfig) -> list[str]:
@@ -86,8 +88,23 @@ def problems(cfg: DictConfig) -> list[str]:
             except ValueError as err:  # its message names the key and the allowed domains
                 found.append(str(err))
 
+    # the encoder: can it be found, and do the data's limits fit it
+    facts = encoder_facts(cfg)
+    name = value("encoder.name_or_path")
+    problem = locate_problem(str(name)) if name else None
+    check(problem is None, "encoder.name_or_path", problem or "")
+    positions = facts.get("positions")
+    check(not (isinstance(length, int) and positions and length > positions), "data.max_length",
+          f"{length} is more than the encoder's {positions} positions (choose at most {positions})")  # fmt: skip
+    if problem is None and facts.get("vocab") and value("encoder.tokenizer") is not None:
+        size = tokenizer_size(OmegaConf.to_container(cfg.encoder.tokenizer, resolve=True))
+        check(isinstance(size, int) and size <= facts["vocab"], "encoder.tokenizer",
+              f"{size} tokens, but the encoder's embeddings have {facts['vocab']}: token ids past {facts['vocab'] - 1}"
+              " would fail in the middle of training (use the encoder's own tokenizer)" if isinstance(size, int)
+              else f"could not be loaded: {size}")  # fmt: skip
+
     # the poolers' and layer selectors' own parameters, against the encoder's sizes where they are known
-    hidden, num_layers = encoder_sizes(cfg) or (None, None)
+    hidden, num_layers = facts.get("hidden"), facts.get("layers")
 
     def positive_int(key: str) -> int | None:
         v = value(key)
@@ -110,23 +127,45 @@ def problems(cfg: DictConfig) -> list[str]:
     return found
 
 
-def encoder_sizes(cfg: DictConfig) -> tuple[int, int] | None:
-    """(hidden size, number of layers) of the job's encoder when known without loading it: from the config of
-    a tiny random encoder, or from a local checkpoint's ``config.json``."""
+def encoder_facts(cfg: DictConfig) -> dict:
+    """What is known of the job's encoder without loading it (``hidden``, ``layers``, ``positions``, ``vocab``):
+    from the config of a tiny random encoder, or from a local checkpoint's ``config.json``."""
     model = OmegaConf.select(cfg, "encoder.model", default=None, throw_on_missing=False) or {}
-    if "hidden_size" in model and "num_hidden_layers" in model:
-        return int(model["hidden_size"]), int(model["num_hidden_layers"])
+    sizes = {k: model[k] for k in SIZE_KEYS if k in model}
+    roberta = str(model.get("_target_", "")).endswith("random_roberta")
+    if not sizes:
+        try:
+            path = OmegaConf.select(cfg, "encoder.name_or_path", default=None, throw_on_missing=False)
+        except Exception:  # noqa: BLE001 - an unresolvable path is reported elsewhere; nothing is known
+            return {}
+        config = Path(str(path)).expanduser() / "config.json" if path else None
+        if config is None or not config.is_file():
+            return {}
+        sizes = json.loads(config.read_text())
+        roberta = sizes.get("model_type") in ("roberta", "xlm-roberta", "camembert")
+    facts = {name: int(sizes[key]) for key, name in SIZE_KEYS.items() if isinstance(sizes.get(key), int)}
+    if roberta and "positions" in facts:  # RoBERTa's positions start after the padding index: 514 -> 512 tokens
+        facts["positions"] -= 2
+    return facts
+
+
+SIZE_KEYS = {"hidden_size": "hidden", "num_hidden_layers": "layers", "max_position_embeddings": "positions",
+             "vocab_size": "vocab"}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=16)
+def _tokenizer_size(node: str) -> int | str:
+    from hydra.utils import instantiate
+
     try:
-        path = OmegaConf.select(cfg, "encoder.name_or_path", default=None, throw_on_missing=False)
-    except Exception:  # noqa: BLE001 - an unresolvable path is reported elsewhere; sizes stay unknown
-        return None
-    config = Path(str(path)).expanduser() / "config.json" if path else None
-    if config is None or not config.is_file():
-        return None
-    sizes = json.loads(config.read_text())
-    if "hidden_size" in sizes and "num_hidden_layers" in sizes:
-        return int(sizes["hidden_size"]), int(sizes["num_hidden_layers"])
-    return None
+        return len(instantiate(json.loads(node)))
+    except Exception as err:  # noqa: BLE001 - reported as the problem it is
+        return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def tokenizer_size(node: dict) -> int | str:
+    """The number of tokens of the tokenizer ``node`` builds (loaded once per process), or why it cannot load."""
+    return _tokenizer_size(json.dumps(node, sort_keys=True))
 
 
 def validate(cfg: DictConfig) -> None:

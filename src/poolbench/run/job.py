@@ -7,6 +7,7 @@ import math
 import os
 import shlex
 import socket
+import sys
 import time
 import traceback
 from dataclasses import dataclass
@@ -18,10 +19,12 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from poolbench import record, tracking
+from poolbench.errors import user_error
 from poolbench.record import RunRecord
 from poolbench.run import distributed, resume
 from poolbench.run.build import build
 from poolbench.run.checks import validate
+from poolbench.run.preflight import preflight
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ def run(cfg: DictConfig) -> float | None:
     Under DDP every rank runs this; only rank zero writes the record, the predictions and the W&B run.
     """
     job = Job.current(cfg)
+    if cfg.check_only:  # load and check everything, train nothing
+        return preflight(cfg, job)
     plan = resume.plan(cfg.resume, job.output_dir) if job.rank_zero else resume.ResumePlan()
     if plan.finished_before:
         return job.skip(plan.previous)
@@ -55,7 +60,7 @@ def run(cfg: DictConfig) -> float | None:
         return rec.metrics.get(cfg.optimized_metric)
     except Exception as err:
         rec.status, rec.error, rec.traceback = "failed", f"{type(err).__name__}: {err}", traceback.format_exc()
-        return job.keep_going(err)
+        return job.keep_going(err, rec)
     except BaseException as err:  # interrupted (Ctrl-C, SystemExit): recorded, never swallowed
         rec.status, rec.error = "interrupted", f"{type(err).__name__}: {err}"
         raise
@@ -172,14 +177,32 @@ class Job:
         print(f"[poolbench] {self.name or 'defaults'}: finished before, skipped (resume=true)  -> {self.output_dir}")
         return previous.metrics.get(self.cfg.optimized_metric)
 
-    def keep_going(self, err: Exception) -> None:
-        """A failed job: raise alone; in a sweep, go on with the next job unless ``fail_fast``."""
-        log.error("job failed: %s: %s", type(err).__name__, err)
+    def keep_going(self, err: Exception, rec: RunRecord) -> None:
+        """A failed job. The user's error (config, data, encoder): one message, exit status 2, the traceback in
+        train.log and results.json only; ours: its traceback. Alone the job stops there; in a sweep the next job
+        runs (unless ``fail_fast``) and the sweep's summary reports every failure."""
+        mistake = user_error(err)
+        if mistake is not None:
+            rec.error, rec.user_error = f"{type(mistake).__name__}: {mistake}", True
+            to_log_file(f"job failed: {rec.error}\n{rec.traceback}")
+            print(f"poolbench: {self.name + ': ' if self.multirun and self.name else ''}{mistake}", file=sys.stderr)
+        else:
+            log.error("job failed: %s: %s", type(err).__name__, err)
         if not self.multirun:
+            if mistake is not None:
+                raise SystemExit(2)
             raise err
         if self.cfg.fail_fast:  # Hydra's launcher would go on with the next job: stop the whole sweep here
             raise SystemExit(f"stopping the sweep (fail_fast=true): {self.name or 'defaults'} failed: {err}") from err
-        return None  # the failure is in results.json and W&B; the sweep's summary reports it
+        return None
+
+
+def to_log_file(message: str) -> None:
+    """Write to the job's log file (train.log) only, not to the console."""
+    record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def run_name(hydra_cfg) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -56,34 +57,42 @@ def check_sweep(config_name: str, task_overrides: list[str]) -> None:
         )
 
 
-def summarize(sweep_dir: Path) -> tuple[str, int]:
-    """A one-screen table of the sweep's jobs from their records, and the number that did not finish."""
-    rows, bad = [], 0
+def summarize(sweep_dir: Path) -> tuple[str, int, int]:
+    """A one-screen table of the sweep's jobs from their records; the number that did not finish, and how many of
+    those failed with the user's error (config, data, encoder)."""
+    rows, bad, users = [], 0, 0
     jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / record.RESULTS).exists()),
                   key=lambda p: (len(p.name), p.name))  # fmt: skip
     for job in jobs:
         rec = RunRecord.load(job)
-        if rec.finished:
+        if rec.status == "checked":  # check_only=true
+            detail = "checked: no problem found"
+        elif rec.finished:
             m = rec.metrics
             detail = f"test/acc={m.get('test/acc', math.nan):.4f} test/f1_macro={m.get('test/f1_macro', math.nan):.4f}"
         else:
             bad += 1
+            users += bool(rec.user_error)
             error = rec.first_error_line()
             detail = "\n        " + (error if len(error) <= 300 else error[:150] + " ... " + error[-140:])
         rows.append(f"  {job.name:>4}  {rec.status:<9} {rec.overrides or '(defaults)'}  {detail}")
     head = f"sweep {sweep_dir}: {len(jobs) - bad} finished, {bad} failed or unfinished"
-    return "\n".join([head, *rows]), bad
+    return "\n".join([head, *rows]), bad, users
 
 
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        check_sweep(config.hydra.job.config_name, list(config.hydra.overrides.task))
+        try:
+            check_sweep(config.hydra.job.config_name, list(config.hydra.overrides.task))
+        except ConfigError as err:  # the user's to fix: the message, no traceback, exit status 2
+            print(f"poolbench: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
-        text, bad = summarize(sweep_dir)
+        text, bad, users = summarize(sweep_dir)
         print(text, flush=True)
-        if bad:
-            raise SystemExit(1)
+        if bad:  # 2: every failure is the user's to fix (config, data, encoder); 1: something else
+            raise SystemExit(2 if users == bad else 1)
