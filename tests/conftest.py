@@ -90,6 +90,12 @@ def wandb_summary(run_dir: Path) -> dict:
     return json.loads(done.stdout)
 
 
+def offline_wandb_run(sweep: Path, job: Path) -> Path:
+    """The offline W&B run of a sweep's job: in the sweep's one W&B folder, SWEEP/wandb/offline-run-*-<id>."""
+    (run,) = sorted((sweep / "wandb").glob(f"offline-run-*-{read_record(job)['wandb_id']}"))[-1:]
+    return run
+
+
 def pooler_configs() -> dict[str, type]:
     """Every `pooling=` choice (conf/pooling/*.yaml) and the class its `_target_` names."""
     import yaml

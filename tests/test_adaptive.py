@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import clean_env, read_record, synthetic_rows, train_cli, write_csv
+from conftest import clean_env, read_record, synthetic_rows, train_cli, wandb_summary, write_csv
 
 pytestmark = pytest.mark.slow
 
@@ -17,7 +17,7 @@ def test_seeds_go_only_to_open_rows_and_a_resumed_search_reruns_nothing(tmp_path
     data = {s: write_csv(tmp_path / f"{s}.csv", synthetic_rows(n, i)) for i, (s, n) in
             enumerate((("train", 300), ("val", 100), ("test", 300)))}  # fmt: skip
     sweep = tmp_path / "sweep"
-    args = ["-m", "data=csv", *(f"data.{s}={p}" for s, p in data.items()), "logger=none", "trainer.max_epochs=3",
+    args = ["-m", "data=csv", *(f"data.{s}={p}" for s, p in data.items()), "trainer.max_epochs=3",
             "model.lr=1e-3,1.1e-3,1e-9", "hydra/sweeper=adaptive_seeds", "hydra.sweeper.min_seeds=2",
             "hydra.sweeper.max_seeds=4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
@@ -41,6 +41,15 @@ def test_seeds_go_only_to_open_rows_and_a_resumed_search_reruns_nothing(tmp_path
     assert {j["row"] for j in rounds[0]["launched_next"]} == {"model.lr=0.001", "model.lr=0.0011"}
     assert all(row["next"] == "max_seeds" for row in rounds[2]["rows"] if row["row"] != "model.lr=1e-09")
     assert (sweep / "table.md").read_text().count("- **Verdict.**") == 1 and "a fixed 4-seed grid: 12" in done.stdout
+    # W&B (offline): the jobs' runs and a summary run with the table and every round's decisions, in one folder
+    runs = [wandb_summary(run) for run in (sweep / "wandb").glob("offline-run-*")]
+    assert sorted(r["name"] for r in runs if r["name"] != "ablation-table") == sorted(
+        f"model.lr={lr},seed={s}"
+        for lr, seeds in (("0.001", 4), ("0.0011", 4), ("1e-09", 2))
+        for s in range(1, seeds + 1)
+    )
+    (summary,) = [r for r in runs if r["name"] == "ablation-table"]
+    assert {"ablation/table", "ablation/decisions"} <= set(summary["summary"])
 
     decisions = (sweep / "decisions.jsonl").read_text()
     again = train_cli([*args, "resume=true"], env)

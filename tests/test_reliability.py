@@ -13,6 +13,7 @@ from conftest import (
     ROOT,
     clean_env,
     data_overrides,
+    offline_wandb_run,
     read_record,
     synthetic_rows,
     train_cli,
@@ -43,7 +44,7 @@ def test_sweep_keeps_going_past_a_failed_job_and_exits_non_zero(tmp_path, csv_da
     assert (sweep / "0").is_dir(), done.stderr[-3000:]
     failed = read_record(sweep / "0")
     assert failed["status"] == "failed" and "row 4 (line 5): empty text" in failed["error"]
-    (wandb_run,) = (sweep / "0" / "wandb").glob("offline-run-*")
+    wandb_run = offline_wandb_run(sweep, sweep / "0")
     assert wandb_summary(wandb_run)["exit_code"] == 1  # the W&B run is marked failed
     if fail_fast:
         assert not (sweep / "1").exists()  # stopped at the first failure

@@ -24,15 +24,17 @@ from poolbench.data.sampler import EpochSeededSampler
 CORES = len(os.sched_getaffinity(0))
 
 
-def wandb_ids(job: Path) -> set[str]:
-    """The W&B run ids a job logged to (offline runs are folders offline-run-<time>-<id>)."""
-    return {p.name.rsplit("-", 1)[1] for p in (job / "wandb").glob("offline-run-*")}
+def wandb_ids(folder: Path) -> set[str]:
+    """The W&B run ids in a folder's wandb/ (offline runs are folders offline-run-<time>-<id>)."""
+    return {p.name.rsplit("-", 1)[1] for p in (folder / "wandb").glob("offline-run-*")}
 
 
 def one_wandb_run_each(sweep: Path) -> set[str]:
-    ids = [wandb_ids(sweep / str(i)) for i in range(len(jobs(sweep)))]
-    assert all(len(found) == 1 for found in ids), ids
-    return set.union(*ids)
+    """Every job logged into its own W&B run, and all of them are in the sweep's one W&B folder."""
+    ids = [r["wandb_id"] for r in jobs(sweep)]
+    assert len(set(ids)) == len(ids) and set(ids) == wandb_ids(sweep), (ids, wandb_ids(sweep))
+    assert not any((sweep / str(i) / "wandb").exists() for i in range(len(ids)))
+    return set(ids)
 
 
 # --- parallel and cluster launchers -----------------------------------------------------------------------------

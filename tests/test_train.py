@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, clean_env, data_overrides, read_record, train_cli, wandb_summary
+from conftest import ROOT, clean_env, data_overrides, offline_wandb_run, read_record, train_cli, wandb_summary
 
 from poolbench.record import read_predictions
 
@@ -44,35 +44,53 @@ def test_a_failing_job_is_recorded_as_failed(run_job, csv_data):
 
 
 @pytest.mark.slow
-def test_five_pooling_multirun_gives_one_record_and_one_wandb_run_per_job(tmp_path, csv_data, cache_dir):
+def test_a_sweep_gives_one_record_per_job_and_its_wandb_runs_in_one_folder(tmp_path, csv_data, cache_dir, capsys):
+    """Offline (no key), a 3-job sweep leaves exactly three W&B runs, all in SWEEP/wandb/, each finished, named by
+    what varies, with the pooling, seed and precision in its config and its test metrics in its summary (read back
+    with W&B's own `wandb leet inspect`)."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "pooling=cls,pooler,mean,max,attention", *data_overrides(csv_data), f"hydra.sweep.dir={sweep}"]
+    args = ["-m", "pooling=cls,mean,attention", *data_overrides(csv_data), f"hydra.sweep.dir={sweep}"]
     done = train_cli(args, clean_env(tmp_path, cache_dir))  # no W&B key, no netrc: offline
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit())
-    assert len(jobs) == 5
+    assert len(jobs) == 3 and not any((job / "wandb").exists() for job in jobs)
+    assert len(list((sweep / "wandb").glob("offline-run-*"))) == 3
     seen = {}
     for job in jobs:
         results = read_record(job)
         assert results["status"] == "finished", results.get("error")
         pooling = results["choices"]["pooling"]
-        runs = list((job / "wandb").glob("offline-run-*"))
-        assert len(runs) == 1, f"{job}: expected one offline W&B run, found {runs}"
-        summary = wandb_summary(runs[0])
-        assert summary["state"] == "finished"
-        assert summary["config"]["pooling"]["name"] == pooling
-        assert summary["name"] == f"pooling={pooling}"
-        assert "test/f1_macro" in summary["summary"]
+        run = offline_wandb_run(sweep, job)
+        summary = wandb_summary(run)
+        assert summary["state"] == "finished" and summary["name"] == f"pooling={pooling}"
+        config = summary["config"]
+        assert config["pooling"]["name"] == pooling and config["seed"] == 42 and config["data"]["name"] == "csv"
+        assert config["trainer"]["precision"] == results["config"]["trainer"]["precision"]
+        assert "lr" not in config and config["model"]["lr"] == 5e-5  # the config once, nested, no duplicates
+        assert summary["summary"]["test/f1_macro"] == pytest.approx(results["metrics"]["test/f1_macro"])
+        assert summary["summary"]["val/f1_macro"]["max"] == pytest.approx(results["metrics"]["val/f1_macro_best"])
+        assert summary["summary"]["test/acc"] == pytest.approx(results["metrics"]["test/acc"])
         # the run carries the job's record, so that `poolbench table --wandb` can rebuild the table
-        attached = runs[0] / "files" / "poolbench"
+        attached = run / "files" / "poolbench"
         assert json.loads((attached / "results.json").read_text()) == results
         assert (attached / "test_predictions.jsonl").read_text().count("\n") == results["num_examples"]["test"]
         if pooling == "attention":  # what the attention pooler learned, for a few test texts
             assert {"explain/token_weights", "explain/images"} <= set(summary["summary"])
         seen[pooling] = summary["run_id"]
-    assert sorted(seen) == ["attention", "cls", "max", "mean", "pooler"]
-    assert len(set(seen.values())) == 5  # five distinct W&B runs
-    assert done.stdout.count("[poolbench]") == 5
+    assert sorted(seen) == ["attention", "cls", "mean"] and len(set(seen.values())) == 3
+    assert done.stdout.count("[poolbench]") == 3
+    # one command uploads them all (here: says what it would upload; no network)
+    from poolbench.cli import main as cli
+
+    capsys.readouterr()
+    assert cli(["sync", str(sweep), "--dry-run"]) == 0
+    assert f"3 offline run(s) under {sweep}" in capsys.readouterr().out
+    # the table, its verdicts and plots: a summary run in the same folder and W&B group
+    assert cli(["table", str(sweep), "--log-wandb", "--bootstrap", "100"]) == 0
+    (table_run,) = set((sweep / "wandb").glob("offline-run-*")) - {offline_wandb_run(sweep, job) for job in jobs}
+    summary = wandb_summary(table_run)
+    assert summary["name"] == "ablation-table" and "ablation/table" in summary["summary"]
+    assert any(v.startswith("test/f1_macro: pooling=") for v in summary["config"]["verdicts"])
 
 
 def test_tiny_roberta_job(run_job, csv_data):

@@ -2,6 +2,7 @@
 
 poolbench table RUN_FOLDER... [options]     ablation table from runs (or --wandb ENTITY/PROJECT)
 poolbench archive SWEEP DEST                a sweep's records without texts, to commit
+poolbench sync SWEEP_OR_RUN                 upload its offline W&B runs (wraps `wandb sync`)
 poolbench explain RUN_OR_CKPT "text"...     token weights of attention poolers, scalar-mix layer weights
 poolbench inspect MODEL                     what a Hugging Face model's own classification head pools
 
@@ -105,6 +106,30 @@ def archive_command(argv: list[str] | None = None) -> int:
     return 0
 
 
+def sync_command(argv: list[str] | None = None) -> int:
+    """Upload the offline W&B runs of a sweep (SWEEP/wandb/offline-run-*) or a run folder, with `wandb sync`."""
+    import shutil
+    import subprocess
+
+    from poolbench import tracking
+
+    parser = argparse.ArgumentParser(prog="poolbench sync", description=sync_command.__doc__)
+    parser.add_argument("folder", help="a sweep folder (multirun/DATE/TIME-ID) or a run folder")
+    parser.add_argument("--dry-run", action="store_true", help="say what would be uploaded, upload nothing")
+    args = parser.parse_args(argv)
+    runs = tracking.offline_runs(Path(args.folder))
+    if not runs:
+        print(f"poolbench sync: no offline W&B runs under {args.folder} (wandb/offline-run-*)", file=sys.stderr)
+        return 2
+    command = [shutil.which("wandb") or str(Path(sys.executable).parent / "wandb"), "sync", *map(str, runs)]
+    print(f"{len(runs)} offline run(s) under {args.folder}:\n  " + "\n  ".join(p.name for p in runs))
+    if args.dry_run:
+        return 0
+    done = subprocess.run(command)
+    print(f"wandb sync: {'uploaded' if done.returncode == 0 else 'failed, exit status ' + str(done.returncode)}")
+    return done.returncode
+
+
 def explain_command(argv: list[str] | None = None) -> int:
     from poolbench.analysis import explain
 
@@ -147,7 +172,8 @@ def inspect_command(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"table": table_command, "archive": archive_command, "explain": explain_command, "inspect": inspect_command}
+COMMANDS = {"table": table_command, "archive": archive_command, "sync": sync_command, "explain": explain_command,
+            "inspect": inspect_command}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -48,15 +48,30 @@ def _is_wandb(logger_or_class) -> bool:
     return isinstance(logger_or_class, WandbLogger)
 
 
-def build_loggers(configs, config: dict, name: str | None, group: str | None, run_id: str | None) -> list:
-    """The job's loggers from ``cfg.logger``; a W&B logger gets the job's name, its sweep's group and, for a
-    resumed job, the id of the run it logged into before. ``config`` (the resolved config) is logged."""
+def uses_wandb(configs) -> bool:
+    """Whether ``cfg.logger`` has a W&B logger (by its class, not its name)."""
+    from hydra.utils import get_class
+
+    return any(_is_wandb(get_class(cfg._target_)) for cfg in (configs or {}).values())
+
+
+def build_loggers(configs, config: dict, name: str | None, sweep_dir: str | None, run_id: str | None) -> list:
+    """The job's loggers from ``cfg.logger``; ``config`` (the resolved config) is logged.
+
+    A W&B logger gets the job's name (its swept overrides) and, for a resumed job, the id of the run it logged into
+    before. In a sweep, every job's run goes into one folder, ``SWEEP/wandb/`` (so that ``wandb leet SWEEP/wandb``
+    compares them and one ``wandb sync`` uploads them), grouped by the sweep folder.
+    """
     from hydra.utils import get_class, instantiate
 
     loggers = []
     for cfg in (configs or {}).values():
         if _is_wandb(get_class(cfg._target_)):
-            loggers.append(instantiate(cfg, name=name, group=group, id=run_id))
+            where = {"save_dir": sweep_dir} if sweep_dir else {}
+            lg = instantiate(cfg, name=name, group=sweep_dir, id=run_id, **where)
+            # what a comparison needs in the summary: the best validation macro-F1 (test/* keep their final value)
+            lg.experiment.define_metric("val/f1_macro", summary="max")
+            loggers.append(lg)
         else:
             loggers.append(instantiate(cfg))
     for lg in loggers:
@@ -152,19 +167,30 @@ def _record_from_run(wrun) -> RunRecord:
 
 
 def log_table(header: list[str], body: list[list[str]], images: dict[str, Path], config: dict, group: str | None,
-              project: str = "poolbench", mode: str | None = None) -> str:  # fmt: skip
-    """Log a table (``wandb.Table``) and its plots to a summary run in ``group``; return the run's id.
+              project: str = "poolbench", mode: str | None = None, tables: dict | None = None,
+              name: str = "ablation-table") -> str:  # fmt: skip
+    """Log a table (``wandb.Table``), its plots and any further ``tables`` (name -> (columns, rows)) to a summary
+    run in ``group``; return the run's id.
 
-    With the group of the sweep's runs, the summary sits next to them in the W&B UI. Offline without a key
+    With the group of the sweep's runs, the summary sits next to them in the W&B UI; when the group is a local
+    sweep folder, the run is written into its ``wandb/`` folder, next to the jobs' runs. Offline without a key
     (then ``wandb sync`` it like any run).
     """
     import wandb
 
-    run = wandb.init(project=project, group=group, job_type="summary", name="ablation-table",
-                     mode=mode or wandb_mode(), config=config)  # fmt: skip
+    where = {"dir": group} if group and Path(group).is_dir() else {}
+    run = wandb.init(project=project, group=group, job_type="summary", name=name, mode=mode or wandb_mode(),
+                     config=config, **where)  # fmt: skip
     try:
-        logged = {f"ablation/{name}": wandb.Image(str(path)) for name, path in images.items()}
+        logged = {f"ablation/{key}": wandb.Image(str(path)) for key, path in images.items()}
+        for key, (columns, rows) in (tables or {}).items():
+            logged[f"ablation/{key}"] = wandb.Table(columns=columns, data=rows)
         run.log({"ablation/table": wandb.Table(columns=header, data=body), **logged})
         return run.id
     finally:
         run.finish()
+
+
+def offline_runs(folder: Path) -> list[Path]:
+    """The offline W&B runs of a sweep (``SWEEP/wandb/offline-run-*``) or of a single run's folder."""
+    return sorted(Path(folder).glob("wandb/offline-run-*")) + sorted(Path(folder).glob("*/wandb/offline-run-*"))

@@ -39,4 +39,7 @@ class AdaptiveSeedsSweeper(Sweeper):
         def launch(batch: list[list[str]], first: int):
             return self.launcher.launch(batch, initial_job_idx=first)
 
-        return self.search.run(expand_sweep(arguments), row_keys, launch, sweep_dir)
+        from poolbench.tracking import uses_wandb
+
+        log_wandb = uses_wandb(self.config.get("logger"))
+        return self.search.run(expand_sweep(arguments), row_keys, launch, sweep_dir, log_wandb)

@@ -209,7 +209,8 @@ def write_outputs(study: Study, out_dir: Path, fmt: str = "markdown") -> dict[st
     return written
 
 
-def log_to_wandb(study: Study, written: dict[str, Path], project: str = "poolbench", mode: str | None = None) -> str:
+def log_to_wandb(study: Study, written: dict[str, Path], project: str = "poolbench", mode: str | None = None,
+                 tables: dict | None = None) -> str:  # fmt: skip
     """Log the tables, verdicts and plots to a summary run in the sweep's W&B group; return its id.
 
     The group is the one the sweep's runs were logged under (their records say it), so the summary sits next
@@ -217,15 +218,16 @@ def log_to_wandb(study: Study, written: dict[str, Path], project: str = "poolben
     """
     from poolbench import tracking
 
-    tables = study.tables
-    groups = sorted({r.record.group for t in tables for row in t.rows for r in row.runs if r.record.group})
+    blocks = study.tables
+    groups = sorted({r.record.group for t in blocks for row in t.rows for r in row.runs if r.record.group})
     header, body = None, []
-    for table in tables:
+    for table in blocks:
         h, b, _ = _cells(table)
         header = (["task"] if table.task else []) + h
         body += [([table.task] if table.task else []) + cells for cells in b]
     images = {name.replace("bars", "metrics"): path for name, path in written.items() if path.suffix == ".png"}
-    verdicts = [verdict_sentence(t, m) for t in tables for m in t.metrics]
-    config = {"by": tables[0].by, "metrics": tables[0].metrics, "groups": groups, "ci": tables[0].ci,
-              "margin": tables[0].margin, "verdicts": verdicts}  # fmt: skip
-    return tracking.log_table(header, body, images, config, groups[0] if len(groups) == 1 else None, project, mode)
+    verdicts = [verdict_sentence(t, m) for t in blocks for m in t.metrics]
+    config = {"by": blocks[0].by, "metrics": blocks[0].metrics, "groups": groups, "ci": blocks[0].ci,
+              "margin": blocks[0].margin, "verdicts": verdicts}  # fmt: skip
+    group = groups[0] if len(groups) == 1 else None
+    return tracking.log_table(header, body, images, config, group, project, mode, tables)

@@ -88,8 +88,9 @@ class PoolingClassifier(pl.LightningModule):
         encoder_name: str = "encoder",
     ) -> None:
         super().__init__()
-        # the modules themselves are not hyper-parameters (and must not be pickled into checkpoints' hparams)
-        self.save_hyperparameters(ignore=["encoder", "pooling", "layers"])
+        # the modules themselves are not hyper-parameters (and must not be pickled into checkpoints' hparams); the
+        # loggers get the job's whole config instead, once and nested (model.lr, pooling.name, ...)
+        self.save_hyperparameters(ignore=["encoder", "pooling", "layers"], logger=False)
         self.encoder = encoder
         self.layers = (layers or LastLayer)(
             hidden_size=encoder.config.hidden_size, num_layers=encoder.config.num_hidden_layers

@@ -64,9 +64,13 @@ class AdaptiveSeeds:
         if not 1 <= self.min_seeds <= self.max_seeds:
             raise ValueError(f"hydra.sweeper: need 1 <= min_seeds <= max_seeds, got {self.min_seeds}, {self.max_seeds}")
 
-    def run(self, grid: list[list[str]], swept: list[str], launch, sweep_dir: Path) -> Study | None:
+    def run(
+        self, grid: list[list[str]], swept: list[str], launch, sweep_dir: Path, log_wandb: bool = False
+    ) -> Study | None:
         """Run the grid, whose ``swept`` keys vary; ``launch(overrides_list, first_job_number)`` runs a batch of jobs.
-        Swept data settings are tasks (a table each, ranked across them); the other swept keys are the rows."""
+        Swept data settings are tasks (a table each, ranked across them); the other swept keys are the rows. With
+        ``log_wandb``, the final table and the decisions go to a summary run in the sweep's W&B group. Returns the
+        final ``Study``."""
         if any(_key(o) == "seed" for point in grid for o in point):
             raise ValueError("hydra/sweeper=adaptive_seeds chooses the seeds: remove seed=... from the command")
         points = [Point(list(p), " ".join(o for o in p if _key(o) in swept)) for p in grid]
@@ -89,8 +93,13 @@ class AdaptiveSeeds:
         if study is not None:
             summary = {"final": True, "rounds": rounds, "jobs": number, "fixed_grid_jobs": len(points) * self.max_seeds}
             atomic_write_text(decisions, "\n".join([*lines, json.dumps(summary)]) + "\n")
-            report.write_outputs(study, sweep_dir)
+            written = report.write_outputs(study, sweep_dir)
             print(report.render_study(study, "markdown"))
+            if log_wandb:  # the table, the verdicts and every round's decisions, next to the jobs' runs
+                columns = ["round", "row", "task", "seeds", "mean", "verdict", "next"]
+                rows = [[r["round"], *(row.get(c) for c in columns[1:])] for line in lines
+                        for r in [json.loads(line)] for row in r["rows"]]  # fmt: skip
+                report.log_to_wandb(study, written, tables={"decisions": (columns, rows)})
             print(f"adaptive seeds: {number} jobs in {rounds} rounds; a fixed {self.max_seeds}-seed grid: "
                   f"{len(points) * self.max_seeds} jobs. Decisions: {decisions}")  # fmt: skip
         return study

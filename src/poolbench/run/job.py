@@ -48,8 +48,7 @@ def run(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
         pl.seed_everything(cfg.seed, workers=True)
-        # loggers first: a job that fails while loading its data still has a W&B run, marked failed
-        loggers = tracking.build_loggers(cfg.logger, job.logged_config(), job.name or None, job.group, rec.wandb_id)
+        loggers = job.open_loggers(rec)
         datamodule, model, trainer = build(cfg, job.choices, loggers)
         job.note_built(rec, model, trainer, loggers)
         writer.write(rec)
@@ -158,11 +157,19 @@ class Job:
             wandb_id=previous.wandb_id if previous else None,
         )
 
+    def open_loggers(self, rec: RunRecord) -> list:
+        """The job's loggers, first of all: a job that fails while loading its data still has a W&B run, marked
+        failed. The run's id is kept in the record, so that a resumed job logs into the same run."""
+        loggers = tracking.build_loggers(self.cfg.logger, self.logged_config(), self.name or None, self.group,
+                                         rec.wandb_id)  # fmt: skip
+        if self.rank_zero:
+            rec.wandb_id = tracking.run_id(loggers)
+        return loggers
+
     def note_built(self, rec: RunRecord, model, trainer: pl.Trainer, loggers: list) -> None:
         if self.rank_zero:
             rec.pooler_weights = getattr(model.pooling, "source", None)
             rec.world_size = trainer.world_size
-            rec.wandb_id = tracking.run_id(loggers)  # kept, so that a resumed job logs into the same W&B run
 
     def logged_config(self) -> dict:
         """The resolved config, with each group's choice as ``<group>.name`` (W&B filters/groups on it)."""
