@@ -2,8 +2,12 @@
 
     python benchmarks/bench.py all            # everything below, each variant in its own process
     python benchmarks/bench.py step           # (a) one training step: poolbench vs a plain PyTorch loop
-    python benchmarks/bench.py epoch VARIANT  # (b) one epoch: poolbench | trainer | fixed128
+    python benchmarks/bench.py epoch VARIANT  # (b) one epoch: poolbench | trainer | fixed128 [--no-fused]
     python benchmarks/bench.py frozen --cache/--no-cache   # (c) a 5-pooling x 3-seed linear-probe sweep
+    python benchmarks/bench.py profile        # where one default epoch's time goes (torch.profiler)
+    python benchmarks/bench.py speed          # the issue-17 set: profile, epochs (fused or not, bf16/fp32), sweeps
+
+On a CUDA machine the same commands run on the GPU (bf16-mixed; peaks measured on the GPU).
 
 Every variant runs in a fresh process so that its peak memory (d) is its own. Results are printed as JSON
 lines and, for ``all``, as the Markdown table pasted into benchmarks/README.md. Ratios, not absolute times,
@@ -35,16 +39,29 @@ def emit(**result) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
-    """Measured fp32 matmul throughput of this machine (the 'peak' the other numbers are compared with)."""
+def device() -> str:
     import torch
 
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def matmul_peak_gflops(precision: str = "32-true", n: int = 2048, repeats: int = 10) -> float:
+    """Measured matmul throughput of this machine in the precision used (bf16 for ``bf16-mixed``): the 'peak'
+    the other numbers are compared with (a 2048² matmul, best of ``repeats``)."""
+    import torch
+
+    dtype = torch.bfloat16 if precision.startswith("bf16") else torch.float32
+    n = 8192 if device() == "cuda" else n
+    a, b = (torch.randn(n, n, device=device(), dtype=dtype) for _ in range(2))
     a @ b
     times = []
     for _ in range(repeats):
+        if device() == "cuda":
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         a @ b
+        if device() == "cuda":
+            torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     return 2 * n**3 / min(times) / 1e9
 
@@ -75,8 +92,8 @@ def bench_step(args) -> None:
     import torch
     from transformers import BertForSequenceClassification
 
-    from poolbench.model.encoder import from_pretrained, packaged_minilm_path
     from poolbench.model.classifier import PoolingClassifier
+    from poolbench.model.encoder import from_pretrained, packaged_minilm_path
     from poolbench.model.poolers import DenseTanhPooling
 
     torch.manual_seed(0)
@@ -155,7 +172,8 @@ def bench_epoch(args) -> None:
     config = from_pretrained(path).config
     train = dm.splits["train"]
     n = int(len(train) * args.fraction)
-    peak = matmul_peak_gflops()
+    precision = args.precision if args.variant == "poolbench" else "32-true"
+    peak = matmul_peak_gflops(precision)
 
     if args.variant == "poolbench":
         real_tokens, seconds, padded = poolbench_epoch(dm, path, n, args)
@@ -167,30 +185,43 @@ def bench_epoch(args) -> None:
     emit(
         bench="epoch",
         variant=args.variant,
-        precision=args.precision if args.variant == "poolbench" else "32-true",
+        device=device(),
+        fused_adamw=args.fused if args.variant == "poolbench" else False,
+        precision=precision,
         examples=n,
         seconds=seconds,
         real_tokens=real_tokens,
         pad_fraction=1 - real_tokens / padded,
         real_tokens_per_s=real_tokens / seconds,
         useful_gflops=flops / seconds / 1e9,
-        matmul_peak_gflops=peak,
+        matmul_peak_gflops=peak,  # of the precision used
         fraction_of_peak=flops / seconds / 1e9 / peak,
+        estimated_ablation_hours=ablation_hours(seconds, n, len(train)) if args.variant == "poolbench" else None,
     )
+
+
+def ablation_hours(seconds: float, n: int, train_size: int, jobs: int = 36, epochs: int = 2) -> float:
+    """The wall time of a full ablation (12 poolers x 3 seeds, fine-tuned, the default 2 epochs) from a measured
+    training pass over ``n`` of the ``train_size`` examples: per job, its epochs, one validation pass per epoch and
+    the test (forward passes over 1,920 texts each, a third of a training step's cost per text), and a fixed 20 s
+    (start-up, loading, checkpoints)."""
+    epoch = seconds * train_size / n
+    evaluation = epoch * 1920 / train_size / 3
+    return jobs * (epochs * (epoch + evaluation) + evaluation + 20) / 3600
 
 
 def poolbench_epoch(dm, path, n, args):
     """poolbench's own training loop: Lightning, length-grouped batches, dynamic padding."""
     import lightning.pytorch as pl
 
-    from poolbench.model.encoder import from_pretrained
     from poolbench.model.classifier import PoolingClassifier
+    from poolbench.model.encoder import from_pretrained
     from poolbench.model.poolers import MeanPooling
 
-    model = PoolingClassifier(from_pretrained(path), MeanPooling, num_labels=4)
+    model = PoolingClassifier(from_pretrained(path), MeanPooling, num_labels=4, fused_optimizer=args.fused)
     batches = -(-n // dm.batch_size)
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=batches, limit_val_batches=0, accelerator="cpu", logger=False,
+        max_epochs=1, limit_train_batches=batches, limit_val_batches=0, accelerator=device(), logger=False,
         precision=args.precision,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
@@ -293,15 +324,81 @@ def bench_frozen(args) -> None:
          sweep_peak_rss_mib=child_peak)  # fmt: skip
 
 
+# --- (d) where the time goes ----------------------------------------------------------------------------------
+CATEGORIES = [  # (name, substrings of the profiler's op names), first match wins
+    ("optimizer (AdamW)", ("adamw", "adam", "_foreach", "zero_")),
+    ("embedding gradient", ("embedding_dense_backward", "embedding_backward")),
+    (
+        "attention (scaled dot product)",
+        ("scaled_dot_product", "_flash_attention", "_efficient_attention", "bmm", "softmax"),
+    ),  # fmt: skip
+    ("matmuls (linear layers)", ("addmm", "aten::mm", "matmul", "linear")),
+    ("layer norm / GELU / dropout", ("layer_norm", "gelu", "dropout", "native_dropout")),
+    ("casts (autocast)", ("aten::to", "_to_copy", "copy_")),
+    ("data loading and collation", ("collate", "dataloader", "pad", "enumerate(DataLoader)")),
+]
+
+
+def bench_profile(args) -> None:
+    """One default epoch's steps under torch.profiler: self time per kind of work."""
+    import lightning.pytorch as pl
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from poolbench.model.classifier import PoolingClassifier
+    from poolbench.model.encoder import from_pretrained, packaged_minilm_path
+    from poolbench.model.poolers import MeanPooling
+
+    torch.manual_seed(0)
+    _, dm = load_default_data()
+    model = PoolingClassifier(from_pretrained(packaged_minilm_path()), MeanPooling, num_labels=4)
+    trainer = pl.Trainer(max_epochs=1, limit_train_batches=args.steps + 5, limit_val_batches=0, accelerator=device(),
+                         logger=False, precision=args.precision, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device() == "cuda" else [])
+    t0 = time.perf_counter()
+    with profile(activities=activities) as prof:
+        trainer.fit(model, datamodule=dm)
+    wall = time.perf_counter() - t0
+    shares: dict[str, float] = {}
+    for event in prof.key_averages():
+        name = event.key.lower()
+        kind = next(
+            (k for k, keys in CATEGORIES if any(s.lower() in name for s in keys)),
+            "other (Lightning, Python, small ops)",
+        )
+        shares[kind] = shares.get(kind, 0.0) + event.self_cpu_time_total / 1e6
+    total = sum(shares.values())
+    emit(bench="profile", precision=args.precision, steps=args.steps + 5, wall_seconds=wall, profiled_seconds=total,
+         share={k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])})  # fmt: skip
+
+
 # --- all ---------------------------------------------------------------------------------------------------
+def run_speed(args) -> None:
+    """The speed set: where the time goes, epochs with and without fused AdamW in both precisions, the sweeps."""
+    frac = ["--fraction", str(args.fraction)]
+    commands = [["profile"]]
+    for precision in ("bf16-mixed", "32-true"):
+        commands += [
+            ["epoch", "poolbench", "--precision", precision, *frac, flag] for flag in ("--fused", "--no-fused")
+        ]
+    commands += [["frozen", "--cache"], ["frozen", "--no-cache"]]
+    run_commands(commands, ROOT / "benchmarks" / "speed.json")
+
+
 def run_all(args) -> None:
-    results = []
     commands = [["step"], ["epoch", "poolbench"], ["epoch", "poolbench", "--precision", "bf16-mixed"]]
     commands += [["epoch", "trainer"], ["epoch", "fixed128"]]
     commands += [["frozen", "--cache"], ["frozen", "--no-cache"]]
     extra = ["--fraction", str(args.fraction)]
+    run_commands([[*c, *(extra if c[0] == "epoch" else [])] for c in commands], ROOT / "benchmarks" / "results.json")
+
+
+def run_commands(commands: list[list[str]], out: Path) -> None:
+    """Each command in its own process (its peak memory is its own); the results as JSON lines and into ``out``."""
+    results = []
     for cmd in commands:
-        full = [sys.executable, __file__, *cmd, *(extra if cmd[0] == "epoch" else [])]
+        full = [sys.executable, __file__, *cmd]
         print("$", " ".join(full[1:]), flush=True)
         done = subprocess.run(full, cwd=ROOT, capture_output=True, text=True)
         lines = [line[7:] for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -310,7 +407,6 @@ def run_all(args) -> None:
             sys.exit(f"{cmd} failed")
         results.append(json.loads(lines[-1]))
         print(lines[-1], flush=True)
-    out = ROOT / "benchmarks" / "results.json"
     out.write_text(json.dumps({"machine": machine(), "results": results}, indent=2) + "\n")
     print(f"wrote {out}")
 
@@ -345,6 +441,12 @@ def main() -> None:
     p.add_argument("variant", choices=["poolbench", "trainer", "fixed128"])
     p.add_argument("--fraction", type=float, default=1.0, help="fraction of the training split (1 = one epoch)")
     p.add_argument("--precision", default="32-true", help="poolbench variant only: 32-true or bf16-mixed")
+    p.add_argument("--fused", action=argparse.BooleanOptionalAction, default=True, help="fused AdamW (poolbench)")
+    p = sub.add_parser("profile")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--precision", default="bf16-mixed")
+    p = sub.add_parser("speed")
+    p.add_argument("--fraction", type=float, default=0.5)
     p = sub.add_parser("frozen")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--seeds", default="1,2,3")
@@ -352,7 +454,9 @@ def main() -> None:
     p = sub.add_parser("all")
     p.add_argument("--fraction", type=float, default=1.0)
     args = parser.parse_args()
-    {"step": bench_step, "epoch": bench_epoch, "frozen": bench_frozen, "all": run_all}[args.cmd](args)
+    commands = {"step": bench_step, "epoch": bench_epoch, "frozen": bench_frozen, "all": run_all,
+                "profile": bench_profile, "speed": run_speed}  # fmt: skip
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

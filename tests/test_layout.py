@@ -28,7 +28,7 @@ ALLOWED = {
     },  # fmt: skip
 }
 # `poolbench explain` loads a trained model: the one place where analysis reads the model tier
-EXCEPTIONS = {("poolbench.analysis.explain", "poolbench.model.classifier")}
+EXCEPTIONS = {("poolbench.analysis.explain", "poolbench.model.build")}
 ENTRIES = {"poolbench", "poolbench.__main__", "poolbench.cli"}  # registering resolvers; the command line
 
 

@@ -134,3 +134,27 @@ def test_frozen_checkpoints_hold_the_head_only_and_load_back(tmp_path):
     again = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, freeze=True)
     again.load_state_dict(saved, strict=again.strict_loading)
     assert torch.equal(again.classifier.weight, model.classifier.weight)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_fused_and_plain_adamw_train_the_same_weights(precision):
+    """The fused AdamW kernel (the default) updates like the plain loop, gradient clipping included."""
+    tokenizer = load_tokenizer(packaged_minilm_path())
+    weights = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, warmup_ratio=0.0, lr=1e-3,
+                                  fused_optimizer=fused)  # fmt: skip
+        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        trainer = pl.Trainer(max_steps=6, accelerator="cpu", precision=precision, gradient_clip_val=0.5,
+                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                             enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+        torch.manual_seed(1)
+        trainer.fit(model, train_dataloaders=batches(tokenizer, n=2))
+        assert trainer.optimizers[0].defaults["fused"] is (True if fused else None)
+        weights[fused] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    moved = [k for k, v in weights[True].items() if v.is_floating_point() and not torch.equal(v, start[k])]
+    assert len(moved) > 10  # training changed the weights (both runs start from the same, seeded weights)
+    tolerance = {"rtol": 1e-5, "atol": 1e-6} if precision == "32-true" else {"rtol": 1e-3, "atol": 1e-4}
+    for name, value in weights[True].items():
+        torch.testing.assert_close(value, weights[False][name], **tolerance, msg=name)

@@ -146,7 +146,7 @@ def load_trained(path: str | Path):
     """(model, tokenizer, results) from a run folder (its best checkpoint) or a checkpoint inside one."""
     from hydra.utils import instantiate
 
-    from poolbench.model.classifier import build_model
+    from poolbench.model.build import build_model
 
     path = Path(path)
     if path.is_dir():

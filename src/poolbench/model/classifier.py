@@ -20,20 +20,6 @@ log = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "hidden_states")
 
 
-def build_model(cfg, num_labels: int, label_names: list[str] | None = None, encoder_name: str = "encoder"):
-    """The ``PoolingClassifier`` a job's config describes (encoder, layers, pooling, model groups)."""
-    from hydra.utils import instantiate
-
-    return instantiate(cfg.model)(
-        encoder=instantiate(cfg.encoder.model),
-        pooling=instantiate(cfg.pooling),
-        layers=instantiate(cfg.layers) if cfg.get("layers") else None,  # records from before layers=: the last
-        num_labels=num_labels,
-        label_names=label_names,
-        encoder_name=encoder_name,
-    )
-
-
 def gather_rows(rows: list[dict]) -> list[dict]:
     """Under DDP, every rank's rows (keyed by ``idx``), each once, in ``idx`` order; alone, ``rows`` as they are."""
     import torch.distributed as dist
@@ -69,6 +55,8 @@ class PoolingClassifier(pl.LightningModule):
         head_lr: learning rate of the parameters outside the encoder (layer mix, pooler, classifier);
             ``None``: ``lr``. Freshly initialised scalars such as ``layers=scalar_mix``'s weights barely move at
             a fine-tuning lr (5e-5 for ~1,000 steps).
+        fused_optimizer: AdamW's fused kernel (one pass over all parameters) where the device supports it; the
+            same updates as the plain loop up to float rounding (tested), faster (benchmarks/README.md).
         encoder_name: for log messages.
     """
 
@@ -85,6 +73,7 @@ class PoolingClassifier(pl.LightningModule):
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         head_lr: float | None = None,
+        fused_optimizer: bool = True,
         encoder_name: str = "encoder",
     ) -> None:
         super().__init__()
@@ -195,10 +184,20 @@ class PoolingClassifier(pl.LightningModule):
                 f"(epoch {self.current_epoch}, batch {batch_idx}); stopping instead of training on. "
                 "Try a lower model.lr, or trainer.precision=32-true."
             )
-        self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
+        if self._logging_step():  # self.log costs ~1 ms a call: a linear probe's steps take about that
+            self.log("train/loss", loss, prog_bar=True, batch_size=batch["labels"].numel())
         mask = batch["attention_mask"]
         self._tokens += torch.tensor([int(mask.sum()), mask.numel()])
         return loss
+
+    def _logging_step(self) -> bool:
+        """Whether this step's training loss is logged: the steps Lightning writes (every ``log_every_n_steps``)
+        and the last of the epoch (its value is the one results.json keeps)."""
+        trainer = self._trainer
+        if trainer is None:
+            return True
+        last = trainer.fit_loop.epoch_loop.batch_progress.current.ready == trainer.num_training_batches
+        return (self.global_step + 1) % max(trainer.log_every_n_steps, 1) == 0 or last or self.global_step == 0
 
     def on_train_epoch_end(self) -> None:
         real, total = self._tokens.tolist()
@@ -259,11 +258,26 @@ class PoolingClassifier(pl.LightningModule):
                 {"params": decay, "weight_decay": self.hparams.weight_decay, "lr": lr},
                 {"params": no_decay, "weight_decay": 0.0, "lr": lr},
             ]
-        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr)
+        params = [p for g in groups for p in g["params"]]
+        # fp16 needs a gradient scaler, whose unscaling a fused optimizer does itself: not with Lightning's clipping
+        self._fused = (self.hparams.fused_optimizer and "16-mixed" != str(self.trainer.precision)
+                       and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params))  # fmt: skip
+        fused = self._fused
+        optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr, fused=fused or None)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = int(self.hparams.warmup_ratio * total)
         scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer, which it takes to unscale
+        fp16 gradients itself; in fp32 and bf16 nothing is scaled, so clip here as Lightning would."""
+        if not (gradient_clip_val and getattr(self, "_fused", False)):
+            return super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if gradient_clip_algorithm == "value":
+            torch.nn.utils.clip_grad_value_(self.parameters(), gradient_clip_val)
+        else:
+            torch.nn.utils.clip_grad_norm_(self.parameters(), gradient_clip_val)
 
     def head_modules(self) -> nn.ModuleList:
         """Everything but the encoder: the layer selector, the pooler and the classifier."""

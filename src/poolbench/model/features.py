@@ -22,8 +22,22 @@ from torch.utils.data import DataLoader, Dataset
 log = logging.getLogger(__name__)
 
 
+_FINGERPRINTS: dict[tuple, str] = {}  # (id, weights' version) -> fingerprint, for the jobs of one process
+
+
 def encoder_fingerprint(encoder: nn.Module) -> str:
-    """A hash of the encoder's class, config and weights: different weights never share a cache."""
+    """A hash of the encoder's class, config and weights: different weights never share a cache.
+
+    The jobs of one sweep process hash each encoder object once (its weights do not change while it is frozen).
+    """
+    key = (id(encoder), *(t._version for t in encoder.state_dict().values()))
+    if key not in _FINGERPRINTS:
+        _FINGERPRINTS.clear()  # one encoder at a time: a new job's encoder replaces the last one's
+        _FINGERPRINTS[key] = _hash_encoder(encoder)
+    return _FINGERPRINTS[key]
+
+
+def _hash_encoder(encoder: nn.Module) -> str:
     h = hashlib.sha256(type(encoder).__name__.encode())
     config = getattr(encoder, "config", None)
     if config is not None:
@@ -61,13 +75,10 @@ class TokenStates(Dataset):
 
 def collate_states(items: list[dict]) -> dict[str, torch.Tensor]:
     """Pad token states to the batch's longest (right padding) and build the attention mask."""
-    longest = max(x["hidden_states"].shape[0] for x in items)
-    hidden = torch.zeros(len(items), longest, items[0]["hidden_states"].shape[1])  # (B, T, H)
-    mask = torch.zeros(len(items), longest, dtype=torch.long)
-    for row, x in enumerate(items):
-        t = x["hidden_states"].shape[0]
-        hidden[row, :t] = x["hidden_states"]
-        mask[row, :t] = 1
+    states = [x["hidden_states"] for x in items]
+    lengths = torch.tensor([len(x) for x in states])
+    hidden = torch.nn.utils.rnn.pad_sequence(states, batch_first=True)  # (B, T, H)
+    mask = (torch.arange(hidden.shape[1]) < lengths[:, None]).long()  # (B, T)
     return {
         "hidden_states": hidden,
         "attention_mask": mask,
@@ -112,6 +123,15 @@ def compute_token_states(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+_OPEN: dict[Path, TokenStates] = {}  # the token states a process has opened (read only: jobs can share them)
+
+
+def _open(folder: Path) -> TokenStates:
+    if folder not in _OPEN:
+        _OPEN[folder] = TokenStates(folder)
+    return _OPEN[folder]
+
+
 def cached_token_states(
     encoder: nn.Module, datamodule, cache_dir: str | os.PathLike, precision: str = "32-true"
 ) -> dict[str, TokenStates]:
@@ -131,5 +151,5 @@ def cached_token_states(
                 compute_token_states(encoder, loader, folder, len(datamodule.splits[split]), precision)
         else:
             log.info("reusing cached frozen-encoder token states for the %s split (%s)", split, folder)
-        states[split] = TokenStates(folder)
+        states[split] = _open(folder)
     return states

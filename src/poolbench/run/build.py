@@ -8,7 +8,7 @@ import lightning.pytorch as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from poolbench.model.classifier import build_model
+from poolbench.model.build import build_model
 
 log = logging.getLogger(__name__)
 
