@@ -22,8 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-METHODS = ("seeds", "examples")
-
 
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
     """Macro-F1 along the last axis (works on a batch of resamples, shape (..., N))."""

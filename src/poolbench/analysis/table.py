@@ -59,11 +59,6 @@ class Verdict:
     p_holm: float | None = None
     interval: tuple[float, float] | None = None  # at the level Holm's step tested it
 
-    @property
-    def decided(self) -> bool:
-        """Settled for good: the best (if every other row is), within the margin of it, or worse by more."""
-        return self.kind in ("equivalent", "clearly worse")
-
 
 @dataclass
 class Row:
