@@ -25,6 +25,13 @@ TABLES = {
     f"{FZ}/table.md": [PROBES[0], f"{FT}/runs", *SIDE_BY_SIDE],
     f"{FZ}/all/table.md": [*PROBES, f"{FT}/runs", f"{FT}/runs_new", *SIDE_BY_SIDE],
     "experiments/domain_probes/table.md": ["experiments/domain_probes/runs", "--by", "pooling", "--ref", "pooling=cls"],
+    "experiments/domain_finetuned/table.md": [
+        "experiments/domain_finetuned/runs",
+        "--by",
+        "pooling",
+        "--ref",
+        "pooling=cls",
+    ],  # fmt: skip
 }
 
 
