@@ -13,13 +13,14 @@ pytestmark = pytest.mark.slow
 
 def test_seeds_go_only_to_open_rows_and_a_resumed_search_reruns_nothing(tmp_path, cache_dir):
     """Truth known by construction: lr=1e-9 does not learn (chance level: clearly worse); lr=1e-3 and 1.1e-3 learn
-    alike (close: more seeds). Run with the joblib launcher, two jobs at a time."""
+    alike (close: more seeds; futility off, so that they go to max_seeds). Run with the joblib launcher, two jobs at a
+    time."""
     data = {s: write_csv(tmp_path / f"{s}.csv", synthetic_rows(n, i)) for i, (s, n) in
             enumerate((("train", 300), ("val", 100), ("test", 300)))}  # fmt: skip
     sweep = tmp_path / "sweep"
     args = ["-m", "data=csv", *(f"data.{s}={p}" for s, p in data.items()), "trainer.max_epochs=3",
             "model.lr=1e-3,1.1e-3,1e-9", "hydra/sweeper=adaptive_seeds", "hydra.sweeper.min_seeds=2",
-            "hydra.sweeper.max_seeds=4", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            "hydra.sweeper.max_seeds=4", "hydra.sweeper.futility=0", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
             f"hydra.sweep.dir={sweep}"]  # fmt: skip
     env = clean_env(tmp_path, cache_dir)
     done = train_cli(args, env)
@@ -33,8 +34,11 @@ def test_seeds_go_only_to_open_rows_and_a_resumed_search_reruns_nothing(tmp_path
     assert seeds[1e-9] == [1, 2]  # clearly worse after the first round: no more seeds
     assert sorted(seeds[1e-3]) == sorted(seeds[1.1e-3]) == [1, 2, 3, 4]  # close: seeds up to max_seeds, paired
     assert len({r["host"]["pid"] for r in map(read_record, jobs)}) == 2  # joblib's two workers
-    rounds = [json.loads(line) for line in (sweep / "decisions.jsonl").read_text().splitlines()]
+    design, *rounds = [json.loads(line) for line in (sweep / "decisions.jsonl").read_text().splitlines()]
+    assert design["design"]["min_seeds"] == 2 and design["design"]["futility"] == 0
     assert [r.get("round") for r in rounds[:-1]] == [1, 2, 3] and rounds[-1]["jobs"] == len(jobs) == 10
+    assert [r["looks"]["all"]["seeds"] for r in rounds[:-1]] == [2, 3, 4]  # alpha spent look by look
+    assert sum(r["looks"]["all"]["alpha_spent"] for r in rounds[:-1]) == pytest.approx(0.05)
     assert rounds[-1]["fixed_grid_jobs"] == 12
     first = {row["row"]: row for row in rounds[0]["rows"]}
     assert first["model.lr=1e-09"]["verdict"] == "clearly worse" and first["model.lr=1e-09"]["next"] == "decided"

@@ -1,5 +1,5 @@
 """The intervals say what they claim: in simulated studies whose truth is known, the 95% intervals of
-`poolbench table` cover the true difference about 95% of the time, and still find a real 2-point difference.
+`poolbench table` cover the true difference at least 95% of the time, and still find a real 2-point difference.
 The simulated population is checked against the committed fine-tuned ablation (its seed-to-seed spread and
 agreement rates) first."""
 
@@ -37,13 +37,16 @@ def test_the_simulated_population_matches_the_committed_records():
 def test_intervals_over_seeds_and_examples_cover_a_null_difference_95_percent_of_the_time():
     seeds = coverage(Population(), studies=300)
     examples = coverage(Population(), studies=300, method="examples")
-    assert 0.925 <= seeds["coverage"] <= 0.985  # 300 studies: +-2.5 points of sampling error around 95%
+    assert 0.925 <= seeds["coverage"] <= 0.995  # 300 studies: +-2.5 points of sampling error around 95%
+    assert seeds["tail"] <= 0.025  # p < 0.0125 (a step-down's first level): nominal 1.25%
     assert examples["coverage"] <= 0.85  # the old intervals: these trained models only
     unpaired = coverage(Population(), studies=150, paired=False)  # rows trained with different seeds
     assert unpaired["coverage"] >= 0.925
 
 
-def test_a_two_point_difference_is_found_most_of_the_time():
+def test_a_two_point_difference_is_often_found_with_three_seeds():
+    """With 3 seeds and 2 rows the seed part has 2 degrees of freedom; the df rule that keeps the tails honest
+    (``decide.Family.effective_df``) costs power here: ~45% (it was ~65% with tails three times too light)."""
     found = coverage(Population(), studies=150, shift=0.12)
     assert found["truth"] == pytest.approx(0.02, abs=0.003)  # the shift makes 2 points of accuracy
-    assert found["coverage"] >= 0.9 and found["excludes_zero"] >= 0.5
+    assert found["coverage"] >= 0.9 and found["excludes_zero"] >= 0.35

@@ -81,8 +81,8 @@ def test_the_examples_only_bootstrap_on_known_answers():
 
 
 def test_the_seeds_interval_counts_the_seed_to_seed_spread():
-    """Two rows whose per-seed differences scatter: the interval over seeds and examples is the t interval of the
-    paired differences widened by the test-set part; the examples-only one ignores the scatter."""
+    """Two rows whose seeds scatter: the interval over seeds and examples holds the seed spread (pooled over the rows,
+    on its degrees of freedom) and the test-set part; the examples-only one ignores the scatter."""
     labels = np.array([0, 1] * 500)
     rng = np.random.default_rng(3)
 
@@ -95,13 +95,20 @@ def test_the_seeds_interval_counts_the_seed_to_seed_spread():
     examples = compare_rows(labels, a, b, accuracy, 2, n_boot=500, method="examples")
     d = np.array([np.mean(b[s] == labels) - np.mean(a[s] == labels) for s in (1, 2, 3)])
     assert seeds.diff == pytest.approx(d.mean()) == pytest.approx(examples.diff)
-    assert seeds.pairing == "paired over 3 seeds" and seeds.df >= 2
-    assert seeds.se**2 >= np.var(d, ddof=1) / 3  # at least the seed part
+    accs = [np.array([np.mean(row[s] == labels) for s in (1, 2, 3)]) for row in (a, b)]
+    pooled = (np.var(accs[0], ddof=1) + np.var(accs[1], ddof=1)) / 2
+    assert seeds.df == 2 and "pooled over 2 rows" in seeds.pairing  # two-way: 6 models - 2 rows - 3 seeds + 1
+    assert unpaired_df(a, b, labels) == 4  # one-way: the rows share no seeds
+    assert seeds.se**2 >= np.var(d, ddof=1) / 3 * 0.999  # at least the seed part of the paired differences
     assert seeds.high - seeds.low > 1.5 * (examples.high - examples.low)
     unpaired = compare_rows(labels, a, {s + 10: p for s, p in b.items()}, accuracy, 2, n_boot=500)
-    assert unpaired.pairing == "unpaired: 3 and 3 seeds" and unpaired.diff == pytest.approx(d.mean())
+    assert unpaired.diff == pytest.approx(d.mean()) and unpaired.se**2 >= pooled * (1 / 3 + 1 / 3)
     one_seed = compare_rows(labels, {1: a[1]}, {1: b[1]}, accuracy, 2, n_boot=200)
-    assert one_seed.method == "examples" and "seed variation unknown" in one_seed.pairing
+    assert one_seed.method == "examples" and one_seed.pairing == "1 seed: examples only"
+
+
+def unpaired_df(a: dict, b: dict, labels) -> int:
+    return compare_rows(labels, a, {s + 10: p for s, p in b.items()}, accuracy, 2, n_boot=100).df
 
 
 def test_holm_adjusts_step_down():
@@ -140,7 +147,8 @@ def test_latex_rows_fit_the_column_spec(sweep):
     assert body and all(line.count(" & ") == columns - 1 for line in body)
     tabular, *comments = latex.rstrip().split("\n% ")
     assert latex.count("{") == latex.count("}") and tabular.endswith(r"\end{tabular}")
-    assert [c.split(":")[0] for c in comments] == ["verdict", "verdict"]  # the claim, as comments for the text
+    assert [c.split(":")[0] for c in comments][:2] == ["verdict", "verdict"]  # the claim, as comments for the text
+    assert comments[2].startswith("Controlled: ")  # and what it controls
 
 
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
@@ -148,8 +156,13 @@ def test_latex_compiles_in_a_minimal_document(sweep, tmp_path):
     latex = report.to_latex(tables.build_table(find_runs([sweep]), n_boot=200))
     doc = "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n" + latex + "\n\\end{document}\n"
     (tmp_path / "t.tex").write_text(doc)
-    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "t.tex"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and (tmp_path / "t.pdf").stat().st_size > 0, done.stdout[-2000:]
 
 
@@ -170,8 +183,9 @@ def test_a_tiny_sweep_then_the_table(tmp_path, csv_data, cache_dir):
     sweep = tmp_path / "sweep"
     args = ["-m", "pooling=cls,mean", "seed=1,2", "logger=none", *data_overrides(csv_data), f"hydra.sweep.dir={sweep}"]
     assert train_cli(args, env).returncode == 0
-    done = subprocess.run([sys.executable, "-m", "poolbench", "table", str(sweep)], env=env, capture_output=True,
-                          text=True)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "poolbench", "table", str(sweep)], env=env, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "| pooling | seeds |" in done.stdout and "| cls | 2 |" in done.stdout and "| mean | 2 |" in done.stdout
     assert (sweep / "table.md").exists() and (sweep / "metrics.png").exists()
@@ -294,8 +308,10 @@ class FakeApi:
 def test_the_table_from_wandb_is_the_table_from_the_folders(sweep, tmp_path):
     """Each job attaches its records to its W&B run; read back with the public API they give the same table."""
     folders = sorted(p.parent for p in sweep.rglob("results.json"))
-    api = FakeApi([FakeWandbRun(f"id{i}", f, "sweep-a") for i, f in enumerate(folders)]
-                  + [FakeWandbRun("other", folders[0], "sweep-b")])  # fmt: skip
+    api = FakeApi(
+        [FakeWandbRun(f"id{i}", f, "sweep-a") for i, f in enumerate(folders)]
+        + [FakeWandbRun("other", folders[0], "sweep-b")]
+    )
     runs = find_wandb_runs("me/poolbench", group="sweep-a", cache=tmp_path / "cache", api=api)
     assert api.calls == [("me/poolbench", {"group": "sweep-a"})] and len(runs) == len(folders)
     from_wandb = tables.build_table(runs, ref="pooling=cls", n_boot=300)
@@ -310,10 +326,16 @@ def test_the_table_from_wandb_is_the_table_from_the_folders(sweep, tmp_path):
 
 def test_runs_logged_without_records_come_from_config_and_summary(tmp_path):
     runs = [
-        FakeWandbRun(f"r{seed}{p}", None, "g", config={"seed": seed, "pooling": {"name": p, "_target_": p}},
-                     summary={"test/acc": acc, "_step": 10, "test/confusion_matrix": {"_type": "table"}})
-        for p, accs in (("cls", (0.5, 0.7)), ("mean", (0.8, 0.9))) for seed, acc in enumerate(accs)
-    ] + [FakeWandbRun("crash", None, "g", state="crashed", config={"seed": 0, "pooling": {"name": "max"}})]  # fmt: skip
+        FakeWandbRun(
+            f"r{seed}{p}",
+            None,
+            "g",
+            config={"seed": seed, "pooling": {"name": p, "_target_": p}},
+            summary={"test/acc": acc, "_step": 10, "test/confusion_matrix": {"_type": "table"}},
+        )
+        for p, accs in (("cls", (0.5, 0.7)), ("mean", (0.8, 0.9)))
+        for seed, acc in enumerate(accs)
+    ] + [FakeWandbRun("crash", None, "g", state="crashed", config={"seed": 0, "pooling": {"name": "max"}})]
     table = tables.build_table(find_wandb_runs("me/p", cache=tmp_path, api=FakeApi(runs)), metrics=["test/acc"])
     rows = {r.key: r.stats["test/acc"] for r in table.rows}
     assert table.by == ["pooling"]
@@ -346,35 +368,58 @@ def test_cli_reads_wandb_and_says_what_went_wrong(sweep, tmp_path, monkeypatch, 
 
 
 def test_verdicts_say_which_rows_are_tied_with_the_best(tmp_path):
-    """best; a copy of it differing on a handful of texts (within the margin); one with a wide seed-to-seed spread
-    (cannot be told apart); one 10 points worse. Holm-adjusted against the best row."""
+    """Each seed's model is the same model for every row (pairing by seed, as data order and initialisation make
+    it), changed by the row: the best; a copy of it differing on a handful of texts (within the margin: tied); one 10
+    points worse (worse by more than the margin). Then a row whose seeds scatter by up to 20 points: nothing can be
+    claimed about it (inconclusive), and the difference in spread is noted."""
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 2000)
+    base = {s: np.where(rng.random(2000) < 0.90, labels, 1 - labels) for s in (1, 2, 3)}
+    worse = rng.random(2000) < 0.11  # the texts cls gets wrong on top
 
-    def correct_on(fraction: float) -> np.ndarray:
-        return np.where(rng.random(2000) < fraction, labels, 1 - labels)
+    def flip(p: np.ndarray, where: np.ndarray) -> np.ndarray:
+        return np.where(where, 1 - labels, p)
 
-    rows = {"mean": {s: correct_on(0.90) for s in (1, 2, 3)}}
-    rows["mean_copy"] = {s: np.where(np.arange(2000) < 2 * s, 1 - p, p) for s, p in rows["mean"].items()}
-    rows["spread"] = {1: correct_on(0.87), 2: correct_on(0.90), 3: correct_on(0.925)}
-    rows["cls"] = {s: correct_on(0.80) for s in (1, 2, 3)}
-    for pooling, seeds in rows.items():
-        for seed, preds in seeds.items():
-            acc = float(np.mean(preds == labels))
-            write_run(tmp_path / "s" / f"{pooling}{seed}", pooling, seed, acc, preds.tolist(), labels.tolist())
-    table = tables.build_table(find_runs([tmp_path / "s"]), metrics=["test/acc"], n_boot=500)
+    rows = {
+        "mean": base,
+        "mean_copy": {s: np.where(np.arange(2000) < s, 1 - p, p) for s, p in base.items()},
+        "cls": {s: flip(p, worse) for s, p in base.items()},
+    }
+    spread = {s: flip(p, np.arange(2000) < n) for (s, p), n in zip(base.items(), (0, 40, 400), strict=True)}
+
+    def build(rows: dict, folder: str, **options):
+        for pooling, seeds in rows.items():
+            for seed, preds in seeds.items():
+                acc = float(np.mean(preds == labels))
+                write_run(tmp_path / folder / f"{pooling}{seed}", pooling, seed, acc, preds.tolist(), labels.tolist())
+        return tables.build_table(find_runs([tmp_path / folder]), metrics=["test/acc"], n_boot=500, **options)
+
+    table = build(rows, "s")
     verdicts = {row.key[0]: row.verdict["test/acc"] for row in table.rows}
-    assert {k: v.kind for k, v in verdicts.items()} == {
-        "mean": "best", "mean_copy": "equivalent", "spread": "tied", "cls": "clearly worse"}  # fmt: skip
-    assert verdicts["cls"].p_holm < 0.05 <= verdicts["spread"].p_holm
+    assert {k: v.kind.value for k, v in verdicts.items()} == {
+        "mean": "best",
+        "mean_copy": "tied",
+        "cls": "clearly worse",
+    }
+    assert verdicts["cls"].p_adjusted < 0.05 <= verdicts["mean_copy"].p_adjusted
+    assert table.families["test/acc"][0].layout == "two-way"  # the rows share seeds
     sentence = report.verdict_sentence(table, "test/acc")
     assert sentence.startswith("test/acc: pooling=mean has the best mean (")
-    assert "tied with it: pooling=mean_copy, pooling=spread (2 rows, 1 of them within ±0.50 points)" in sentence
+    assert "tied with it (within ±0.50 points): pooling=mean_copy" in sentence
     assert sentence.endswith("worse by more than 0.50 points: pooling=cls.")
     text = report.to_markdown(table)
     assert "| tied (±0.50) |" in text and "| worse > 0.50 |" in text and f"- **Verdict.** {sentence}" in text
+    assert "- Controlled: the chance that any row as good as the best is called worse is at most 5%" in text
+    assert "equivalence floor ±" in text and "Warning" not in text  # a floor below the margin: ties are reachable
     wider = tables.build_table(find_runs([tmp_path / "s"]), metrics=["test/acc"], n_boot=500, margin=0.2)
-    assert {row.key[0]: row.verdict["test/acc"].kind for row in wider.rows}["cls"] == "worse"  # not by 20 points
+    assert {row.key[0]: row.verdict["test/acc"].kind.value for row in wider.rows}["cls"] == "worse"  # not by 20
+    narrow = tables.build_table(find_runs([tmp_path / "s"]), metrics=["test/acc"], n_boot=500, margin=0.0001)
+    assert "Warning: the margin ±0.01 is below it: no row can be shown tied" in report.to_markdown(narrow)
+
+    scattered = build({**rows, "spread": spread}, "t")
+    kinds = {row.key[0]: row.verdict["test/acc"].kind.value for row in scattered.rows}
+    assert kinds["spread"] == "inconclusive"  # and, the spread being pooled, every interval widens: said in a note
+    assert "the seed spread differs between rows (Levene p = " in report.to_markdown(scattered)
 
 
 @pytest.mark.slow
@@ -383,8 +428,16 @@ def test_a_table_over_two_tasks_ranks_the_rows_across_them(tmp_path, cache_dir):
     ranks, Friedman's p-value and a critical-difference diagram."""
     tasks = [write_csv(tmp_path / f"task{t}.csv", synthetic_rows(160, seed=t)) for t in (1, 2)]
     sweep = tmp_path / "sweep"
-    args = ["-m", "data=csv", f"data.train={tasks[0]},{tasks[1]}", "data.holdout=0.2", "pooling=cls,mean,max",
-            "seed=1,2", "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "data=csv",
+        f"data.train={tasks[0]},{tasks[1]}",
+        "data.holdout=0.2",
+        "pooling=cls,mean,max",
+        "seed=1,2",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    ]
     done = train_cli(args, clean_env(tmp_path, cache_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "report"

@@ -1,6 +1,8 @@
 """The ``poolbench`` command (also ``python -m poolbench``): every sub-command's arguments, in one place.
 
 poolbench table RUN_FOLDER... [options]     ablation table from runs (or --wandb ENTITY/PROJECT)
+poolbench plan RUN_FOLDER... --effect 1     what more seeds would buy: power, equivalence floor, adaptive jobs
+poolbench simulate [--full]                 how often the verdicts err: regimes x designs, simulated
 poolbench archive SWEEP DEST                a sweep's records without texts, to commit
 poolbench sync SWEEP_OR_RUN                 upload its offline W&B runs (wraps `wandb sync`)
 poolbench explain RUN_OR_CKPT "text"...     token weights of attention poolers, scalar-mix layer weights
@@ -36,15 +38,20 @@ def table_command(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="folder for table, bar chart and confusion matrices (default: first path)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test examples")
     parser.add_argument(
-        "--ci", choices=["seeds", "examples"], default="seeds", help="what the intervals account for: seeds and "
+        "--ci",
+        choices=["seeds", "examples"],
+        default="seeds",
+        help="what the intervals account for: seeds and "
         "test examples (default: what a rerun would bring), or test examples only (these trained models)",
-    )  # fmt: skip
+    )
     parser.add_argument("--margin", type=float, default=0.5, help="practical margin of the verdicts, in points")
     parser.add_argument("--primary", help="the metric that ranks rows across tasks (default: the last metric)")
     parser.add_argument(
-        "--best-by", metavar="METRIC", help="per row, only the runs of the setting with the best mean METRIC "
+        "--best-by",
+        metavar="METRIC",
+        help="per row, only the runs of the setting with the best mean METRIC "
         "(e.g. val/f1_macro over an Optuna search's trials)",
-    )  # fmt: skip
+    )
     parser.add_argument(
         "--log-wandb", action="store_true", help="also log the table and plots to a summary run of the sweep's group"
     )
@@ -56,6 +63,9 @@ def table_command(argv: list[str] | None = None) -> int:
         parser.error("--group needs --wandb")
     try:
         found = runs.find_runs(args.paths) if args.paths else runs.find_wandb_runs(args.wandb, args.group)
+        design = sequential_design(args.paths)
+        if design is not None:
+            print(f"verdicts of the adaptive-seeds design in {design[1]}: {design[0]}")
         study = tasks.build_study(
             found,
             by=args.by.split(",") if args.by else None,
@@ -66,6 +76,7 @@ def table_command(argv: list[str] | None = None) -> int:
             best_by=args.best_by,
             ci=args.ci,
             margin=args.margin / 100,
+            design=design[0] if design else None,
         )
     except (FileNotFoundError, ValueError) as err:  # a RecordError (unreadable results.json) is a ValueError
         print(f"poolbench table: {err}", file=sys.stderr)
@@ -80,6 +91,48 @@ def table_command(argv: list[str] | None = None) -> int:
         run_id = report.log_to_wandb(study, written, project=args.project)
         print(f"logged to W&B run {run_id} (project {args.project})")
     return 0
+
+
+def sequential_design(paths: list[str]):
+    """(the ``sequential.Design``, its file) when a folder is an adaptive-seeds sweep whose decisions.jsonl names its
+    design; the table then gives that design's verdicts."""
+    from poolbench.analysis.sequential import Design
+
+    for path in paths:
+        file = Path(path) / "decisions.jsonl"
+        if file.is_file():
+            first = json.loads(file.read_text().splitlines()[0])
+            if "design" in first:
+                return Design(**first["design"]), file
+    return None
+
+
+def plan_command(argv: list[str] | None = None) -> int:
+    from poolbench.analysis import plan, runs
+
+    parser = argparse.ArgumentParser(prog="poolbench plan", description=plan.__doc__.split("\n")[0])
+    parser.add_argument("paths", nargs="+", help="run or sweep folders of one task (a pilot sweep, a study)")
+    parser.add_argument("--effect", type=float, default=1.0, help="the difference to detect, in points")
+    parser.add_argument("--max-seeds", type=int, default=10)
+    parser.add_argument("--margin", type=float, default=0.5, help="practical margin, in points")
+    parser.add_argument("--metric", default="test/acc")
+    parser.add_argument("--by", help="comma-separated row keys (default: what varies across the runs but seed)")
+    parser.add_argument("--studies", type=int, default=200, help="simulated studies per number of seeds")
+    args = parser.parse_args(argv)
+    try:
+        fitted = plan.fit(runs.find_runs(args.paths), args.metric, args.by.split(",") if args.by else None)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"poolbench plan: {err}", file=sys.stderr)
+        return 2
+    found = plan.plan(fitted, args.effect, args.max_seeds, args.margin, studies=args.studies)
+    print(plan.format_plan(fitted, found))
+    return 0
+
+
+def simulate_command(argv: list[str] | None = None) -> int:
+    from poolbench.run import designs
+
+    return designs.main(argv)
 
 
 def archive_command(argv: list[str] | None = None) -> int:
@@ -172,8 +225,15 @@ def inspect_command(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"table": table_command, "archive": archive_command, "sync": sync_command, "explain": explain_command,
-            "inspect": inspect_command}  # fmt: skip
+COMMANDS = {
+    "table": table_command,
+    "plan": plan_command,
+    "simulate": simulate_command,
+    "archive": archive_command,
+    "sync": sync_command,
+    "explain": explain_command,
+    "inspect": inspect_command,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

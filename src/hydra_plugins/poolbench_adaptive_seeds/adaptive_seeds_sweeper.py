@@ -13,11 +13,10 @@ from omegaconf import DictConfig, OmegaConf
 
 
 class AdaptiveSeedsSweeper(Sweeper):
-    def __init__(self, min_seeds: int = 3, max_seeds: int = 10, margin: float = 0.5, metric: str = "test/f1_macro",
-                 alpha: float = 0.05, bootstrap: int = 1000) -> None:  # fmt: skip
+    def __init__(self, **settings: Any) -> None:
         from poolbench.run.adaptive import AdaptiveSeeds
 
-        self.search = AdaptiveSeeds(min_seeds, max_seeds, margin, metric, alpha, bootstrap)
+        self.search = AdaptiveSeeds(**settings)  # the settings of conf/hydra/sweeper/adaptive_seeds.yaml
         self.config: DictConfig | None = None
         self.launcher = None
 

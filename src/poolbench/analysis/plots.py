@@ -66,6 +66,19 @@ def plot_critical_difference(ranking: Ranking, path: Path) -> Path:
 
     plt = _pyplot()
     names = [" / ".join(map(str, key)) for key in ranking.rows]
+    if not ranking.omnibus_rejects:  # Demšar (2006): the post-hoc test only after the omnibus test rejects
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            f"No critical-difference diagram: Iman-Davenport p = {ranking.iman_davenport_p:.3g} "
+            f"(>= {ranking.alpha:g}),\nthe rows' ranks over {len(ranking.tasks)} tasks cannot be told apart",
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
+        return _save(plt, fig, path)
     means = pd.DataFrame(ranking.means, columns=names)  # (tasks, rows): blocks x groups
     significance = sp.posthoc_nemenyi_friedman(means)
     fig, ax = plt.subplots(figsize=(6, 1.0 + 0.3 * len(names)))

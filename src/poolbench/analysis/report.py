@@ -8,17 +8,20 @@ import math
 import re
 from pathlib import Path
 
-from poolbench.analysis import plots
+from poolbench.analysis import decide, plots
+from poolbench.analysis.decide import Kind
 from poolbench.analysis.table import Table, row_label
 from poolbench.analysis.tasks import Study
-
-VERDICT_CELLS = {"best": "best", "equivalent": "tied (±{m})", "tied": "tied", "worse": "worse",
-                 "clearly worse": "worse > {m}", "better": "better", "n/a": "n/a"}  # fmt: skip
 
 
 def verdict_cell(table: Table, row, metric: str) -> str:
     verdict = row.verdict.get(metric)
-    return VERDICT_CELLS[verdict.kind].format(m=f"{table.margin * 100:.2f}") if verdict else ""
+    return verdict.kind.cell(decide.points(table.margin)) if verdict else ""
+
+
+def _one_seed(row, metric: str) -> bool:
+    verdict = row.verdict.get(metric)
+    return verdict is not None and verdict.kind is Kind.ONE_SEED
 
 
 def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], list[list[bool]]]:
@@ -32,8 +35,9 @@ def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], 
         cells = [str(v) for v in row.key] + [str(len(row.seeds))]
         marks = [False] * len(cells)
         for m in table.metrics:
-            mean, std, _ = row.stats.get(m, (math.nan, math.nan, 0))
-            cells.append(f"{mean * scale:.2f} ± {std * scale:.2f}")
+            mean, std, n = row.stats.get(m, (math.nan, math.nan, 0))
+            # one seed: no spread to show
+            cells.append(f"{mean * scale:.2f}" + ("" if n < 2 else f" ± {std * scale:.2f}"))
             marks.append(best[m] is row)
             comp = row.comparison.get(m)
             if row is table.ref:
@@ -42,8 +46,9 @@ def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], 
                 cells += ["n/a", ""]
             else:
                 noise = " ~" if comp.within_noise else ""
-                cells += [f"{comp.diff * scale:+.2f} [{comp.low * scale:+.2f}, {comp.high * scale:+.2f}]{noise}",
-                          f"{comp.p_value:.3f}"]  # fmt: skip
+                only = " (examples only)" if comp.method == "examples" and table.ci != "examples" else ""
+                interval = f"[{comp.low * scale:+.2f}, {comp.high * scale:+.2f}]"
+                cells += [f"{comp.diff * scale:+.2f} {interval}{noise}{only}", f"{comp.p_value:.3f}"]
             cells.append(verdict_cell(table, row, m))
             marks += [False, False, False]
         body.append(cells)
@@ -55,42 +60,101 @@ def legend(table: Table) -> str:
     """What the table's numbers and words mean, under the table."""
     ref = row_label(table.by, table.ref.key) if table.ref else "none"
     if table.ci == "examples":
-        how = ("paired bootstrap over test examples pooled over shared seeds: an interval for these trained models "
-               "on this test set, which new seeds may move more")  # fmt: skip
+        how = (
+            "paired bootstrap over test examples pooled over shared seeds: an interval for these trained models "
+            "on this test set, which new seeds may move more"
+        )
     else:
-        how = ("95% interval over seeds and test examples (paired by seed where the rows share seeds; Student t with "
-               "Welch-Satterthwaite df)")  # fmt: skip
-    k, m = max(len(table.rows) - 1, 0), f"{table.margin * 100:.2f}"
-    return (f"Metrics in %, mean ± std over seeds; bold: best mean. Δ: difference to the reference ({ref}), {how}; "
-            "~ marks an interval that contains 0 (within noise). Verdict: against the best row, Holm-adjusted over "
-            f"the table's {k} comparisons; tied: cannot be told apart from the best; (±{m}): and within the "
-            f"practical margin of it; worse > {m}: worse by more than the margin.")  # fmt: skip
+        how = (
+            "95% interval over seeds and test examples, one comparison alone (seed spread pooled over the rows, "
+            "Student t on its degrees of freedom)"
+        )
+    m = f"{decide.points(table.margin):.2f}"
+    text = (
+        f"Metrics in %, mean ± std over seeds; bold: the best mean. Δ: difference to the reference ({ref}), {how}; "
+        "~ marks an interval that contains 0. Verdict: against the best row, all pairs of rows with two seeds or "
+        f"more in one family (step-down max-T); tied (±{m}): shown within the margin of the best (equivalence "
+        f"test); worse: shown below the best; worse > {m}: by more than the margin; inconclusive: neither "
+        "shown different nor shown within the margin."
+    )
+    if any(_one_seed(row, metric) for row in table.rows for metric in table.metrics):
+        text += (
+            " 1 seed: examples only: a row with one seed has no seed spread; its Δ resamples test examples only "
+            "and it gets no verdict."
+        )
+    if table.design is not None:
+        d = table.design
+        text += (
+            f" Sequential design (adaptive seeds, {d.min_seeds}..{d.max_seeds} seeds, {d.spending} alpha "
+            "spending): each verdict was made at the look named in the notes, with that look's share of alpha."
+        )
+    return text
+
+
+def floor_line(table: Table, metric: str) -> str | None:
+    """The equivalence floor of ``metric`` and, when the margin is below it, the warning."""
+    found = table.floor(metric)
+    if found is None:
+        return None
+    low, high = (decide.points(v) for v in found)
+    span = f"{low:.2f}" if abs(high - low) < 0.005 else f"{low:.2f}-{high:.2f}"
+    line = (
+        f"{metric}: equivalence floor ±{span} points: the smallest margin these test examples can confirm against "
+        "the best, however many seeds are run"
+    )
+    if decide.points(table.margin) < low:
+        line += (
+            f". Warning: the margin ±{decide.points(table.margin):.2f} is below it: no row can be shown tied; "
+            "use a larger --margin or a larger test set"
+        )
+    return line + "."
 
 
 def verdict_sentence(table: Table, metric: str) -> str:
     """The claim the table supports for ``metric``, in one sentence."""
     best = table.best(metric)
-    if best is None or not any(row.verdict.get(metric) for row in table.rows):
-        return f"{metric}: no verdict (no test predictions to compare)."
-    m = f"{table.margin * 100:.2f}"
-    groups: dict[str, list[str]] = {}
+    if best is None or not any(r.verdict.get(metric) and r.verdict[metric].kind is Kind.BEST for r in table.rows):
+        return f"{metric}: no verdict (fewer than two rows with two seeds or more, or no test predictions)."
+    m = f"{decide.points(table.margin):.2f}"
+    groups: dict[Kind, list[str]] = {}
     for row in table.rows:
         if row is not best and metric in row.verdict:
             groups.setdefault(row.verdict[metric].kind, []).append(row_label(table.by, row.key))
-    tied = groups.get("equivalent", []) + groups.get("tied", [])
     parts = [f"{metric}: {row_label(table.by, best.key)} has the best mean ({best.stats[metric][0] * 100:.2f})"]
-    if tied:
-        within = f", {len(groups['equivalent'])} of them within ±{m} points" if groups.get("equivalent") else ""
-        parts.append(f"tied with it: {', '.join(tied)} ({len(tied)} row{'s' * (len(tied) != 1)}{within})")
-    else:
-        parts.append("no row is tied with it")
-    if groups.get("worse"):
-        parts.append(f"worse: {', '.join(groups['worse'])}")
-    if groups.get("clearly worse"):
-        parts.append(f"worse by more than {m} points: {', '.join(groups['clearly worse'])}")
-    if groups.get("better"):
-        parts.append(f"better than it by the paired comparison: {', '.join(groups['better'])}")
+    for kind, words in (
+        (Kind.TIED, f"tied with it (within ±{m} points)"),
+        (Kind.WORSE, "worse"),
+        (Kind.CLEARLY_WORSE, f"worse by more than {m} points"),
+        (Kind.INCONCLUSIVE, "inconclusive (not shown different, not shown within the margin)"),
+        (Kind.ONE_SEED, "not compared (one seed)"),
+    ):
+        if groups.get(kind):
+            parts.append(f"{words}: {', '.join(groups[kind])}")
+    if not any(groups.get(k) for k in (Kind.WORSE, Kind.CLEARLY_WORSE)):
+        parts.append("no row is shown worse")
     return "; ".join(parts) + "."
+
+
+def _decided_at(table: Table) -> list[str]:
+    if table.design is None:
+        return []
+    notes = []
+    for m in table.metrics:
+        at = [
+            f"{row_label(table.by, r.key)}: {r.verdict[m].kind.value} at {r.verdict[m].at}"
+            for r in table.rows
+            if r.verdict.get(m) is not None and r.verdict[m].at
+        ]
+        if at:
+            notes.append(f"{m} decided at: " + "; ".join(at))
+    return notes
+
+
+def under_table(table: Table) -> list[str]:
+    """The lines every format prints under a table: what is controlled, the floors, the verdicts."""
+    lines = [decide.controlled(table.alpha, table.margin)]
+    lines += [line for m in table.metrics if (line := floor_line(table, m))]
+    return lines
 
 
 def to_markdown(table: Table) -> str:
@@ -100,8 +164,10 @@ def to_markdown(table: Table) -> str:
         lines.append("| " + " | ".join(f"**{c}**" if b else c for c, b in zip(cells, marks, strict=True)) + " |")
     lines += ["", legend(table), ""]
     lines += [f"- **Verdict.** {verdict_sentence(table, m)}" for m in table.metrics]
-    lines += [""] if table.notes or table.problems else []
-    lines += [f"- note: {n}" for n in table.notes]
+    lines += [f"- {line}" for line in under_table(table)]
+    notes = table.notes + _decided_at(table)
+    lines += [""] if notes or table.problems else []
+    lines += [f"- note: {n}" for n in notes]
     lines += [f"- not included (unfinished or failed): {p}" for p in table.problems]
     return "\n".join(lines) + "\n"
 
@@ -111,16 +177,34 @@ def to_csv(table: Table) -> str:
     writer = csv.writer(buf)
     header = (["task"] if table.task else []) + [*table.by, "seeds"]
     for m in table.metrics:
-        header += [f"{m} {c}" for c in ("mean", "std", "n", "diff", "ci_low", "ci_high", "p", "verdict", "p_holm")]
+        header += [
+            f"{m} {c}"
+            for c in (
+                "mean",
+                "std",
+                "n",
+                "diff",
+                "ci_low",
+                "ci_high",
+                "p",
+                "ci_method",
+                "verdict",
+                "p_adjusted",
+                "floor",
+            )
+        ]
     writer.writerow(header)
     for row in table.rows:
         cells = ([table.task] if table.task else []) + [*row.key, len(row.seeds)]
         for m in table.metrics:
             mean, std, n = row.stats.get(m, (math.nan, math.nan, 0))
             comp, verdict = row.comparison.get(m), row.verdict.get(m)
-            cells += [mean, std, n, *([comp.diff, comp.low, comp.high, comp.p_value] if comp else [""] * 4)]
-            p_holm = verdict.p_holm if verdict is not None and verdict.p_holm is not None else ""
-            cells += [verdict.kind if verdict else "", p_holm]
+            method = ("examples only" if comp.method == "examples" else "seeds and examples") if comp else ""
+            cells += [mean, std if n > 1 else "", n]
+            cells += [*([comp.diff, comp.low, comp.high, comp.p_value] if comp else [""] * 4), method]
+            p_adjusted = verdict.p_adjusted if verdict is not None and verdict.p_adjusted is not None else ""
+            floor = verdict.floor if verdict is not None and verdict.floor is not None else ""
+            cells += [verdict.kind.value if verdict else "", p_adjusted, floor]
         writer.writerow(cells)
     return buf.getvalue()
 
@@ -136,8 +220,9 @@ def latex_tabular(header: list[str], body: list[list[str]], bold: list[list[bool
     lines = [r"\begin{tabular}{" + "l" * left + "r" * (len(header) - left) + "}", r"\toprule"]
     lines += [" & ".join(esc(h) for h in header) + r" \\", r"\midrule"]
     for cells, marks in zip(body, bold, strict=True):
-        lines.append(" & ".join(r"\textbf{" + esc(c) + "}" if b else esc(c) for c, b in zip(cells, marks, strict=True))
-                     + r" \\")  # fmt: skip
+        lines.append(
+            " & ".join(r"\textbf{" + esc(c) + "}" if b else esc(c) for c, b in zip(cells, marks, strict=True)) + r" \\"
+        )
     return [*lines, r"\bottomrule", r"\end{tabular}"]
 
 
@@ -145,6 +230,8 @@ def to_latex(table: Table) -> str:
     header, body, bold = _cells(table)
     lines = latex_tabular(header, body, bold, len(table.by))
     lines += [f"% verdict: {verdict_sentence(table, m)}" for m in table.metrics]
+    lines += [f"% {line}" for line in under_table(table)]
+    lines += [f"% {legend(table)}"]
     return "\n".join(lines) + "\n"
 
 
@@ -153,19 +240,54 @@ FORMATS = {"markdown": (to_markdown, "md"), "csv": (to_csv, "csv"), "latex": (to
 
 def ranking_cells(study: Study) -> tuple[list[str], list[list[str]]]:
     r = study.ranking
-    header = [*study.tables[0].by, "mean rank", *(f"{t} ({r.metric})" for t in r.tasks)]
+    header = [
+        *study.tables[0].by,
+        "mean rank",
+        *(f"{t} ({r.metric})" for t in r.tasks),
+        "worse in (tasks)",
+        "Wilcoxon p (Holm)",
+    ]
     order = sorted(range(len(r.rows)), key=lambda j: r.mean_ranks[j])
-    body = [[*map(str, r.rows[j]), f"{r.mean_ranks[j]:.2f}", *(f"{r.means[t, j] * 100:.2f} ({r.ranks[t, j]:g})"
-             for t in range(len(r.tasks)))] for j in order]  # fmt: skip
+
+    def wilcoxon(key) -> str:
+        return "(best rank)" if key not in r.wilcoxon else f"{r.wilcoxon[key][1]:.3f}"
+
+    body = [
+        [
+            *map(str, r.rows[j]),
+            f"{r.mean_ranks[j]:.2f}",
+            *(f"{r.means[t, j] * 100:.2f} ({r.ranks[t, j]:g})" for t in range(len(r.tasks))),
+            f"{r.worse_in.get(r.rows[j], 0)} of {len(r.tasks)}",
+            wilcoxon(r.rows[j]),
+        ]
+        for j in order
+    ]
     return header, body
 
 
 def ranking_sentence(study: Study) -> str:
     r = study.ranking
-    p = "not computed (fewer than 3 rows)" if r.friedman_p is None else f"p = {r.friedman_p:.3g}"
-    return (f"Across {len(r.tasks)} tasks ({', '.join(study.task_keys)}), rows ranked by {r.metric} within each task "
-            f"(1 = best; in brackets); Friedman test that all rows rank alike: {p}. Critical-difference diagram "
-            "(Nemenyi): cd.png.")  # fmt: skip
+    if r.friedman_p is None:
+        omnibus = "Friedman test: not computed (fewer than 3 rows)"
+    else:
+        verdict = "rejects" if r.omnibus_rejects else "does not reject"
+        omnibus = (
+            f"Friedman test that all rows rank alike: p = {r.friedman_p:.3g}; Iman-Davenport F: "
+            f"p = {r.iman_davenport_p:.3g}, which {verdict} at {r.alpha:g}"
+        )
+    cd = (
+        "critical-difference diagram (Nemenyi): cd.png"
+        if r.omnibus_rejects
+        else "no critical-difference diagram: the omnibus test did not reject (cd.png says so)"
+    )
+    smallest = 2 * 0.5 ** len(r.tasks)
+    return (
+        f"Across {len(r.tasks)} tasks ({', '.join(study.task_keys)}), rows ranked by {r.metric} within each task "
+        f"(1 = best; in brackets); {omnibus}; {cd}. Resampled: the per-task verdicts (worse in) resample seeds "
+        "and test examples; Friedman, Iman-Davenport and the Wilcoxon signed-rank test against the best-ranked row "
+        f"(Holm over the rows) resample tasks: with {len(r.tasks)} tasks its smallest possible p is "
+        f"{smallest:.3g}."
+    )
 
 
 def render_study(study: Study, fmt: str) -> str:
@@ -209,8 +331,13 @@ def write_outputs(study: Study, out_dir: Path, fmt: str = "markdown") -> dict[st
     return written
 
 
-def log_to_wandb(study: Study, written: dict[str, Path], project: str = "poolbench", mode: str | None = None,
-                 tables: dict | None = None) -> str:  # fmt: skip
+def log_to_wandb(
+    study: Study,
+    written: dict[str, Path],
+    project: str = "poolbench",
+    mode: str | None = None,
+    tables: dict | None = None,
+) -> str:
     """Log the tables, verdicts and plots to a summary run in the sweep's W&B group; return its id.
 
     The group is the one the sweep's runs were logged under (their records say it), so the summary sits next
@@ -227,7 +354,14 @@ def log_to_wandb(study: Study, written: dict[str, Path], project: str = "poolben
         body += [([table.task] if table.task else []) + cells for cells in b]
     images = {name.replace("bars", "metrics"): path for name, path in written.items() if path.suffix == ".png"}
     verdicts = [verdict_sentence(t, m) for t in blocks for m in t.metrics]
-    config = {"by": blocks[0].by, "metrics": blocks[0].metrics, "groups": groups, "ci": blocks[0].ci,
-              "margin": blocks[0].margin, "verdicts": verdicts}  # fmt: skip
+    config = {
+        "by": blocks[0].by,
+        "metrics": blocks[0].metrics,
+        "groups": groups,
+        "ci": blocks[0].ci,
+        "margin": blocks[0].margin,
+        "verdicts": verdicts,
+        "controlled": under_table(blocks[0]),
+    }
     group = groups[0] if len(groups) == 1 else None
     return tracking.log_table(header, body, images, config, group, project, mode, tables)

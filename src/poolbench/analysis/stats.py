@@ -100,18 +100,48 @@ class Comparison:
 
 
 def compare(a: dict, b: dict, method: str = "seeds") -> Comparison | None:
-    """Compare two rows, each ``seed -> Resampled`` (resampled with the same examples). ``None``: nothing to compare."""
+    """Compare two rows, each ``seed -> Resampled`` (resampled with the same examples). ``None``: nothing to compare.
+
+    ``seeds`` with two or more seeds in each row: the two-row family of ``poolbench.analysis.decide`` (seed spread
+    pooled over the rows, test-set part between models, Student t on the seed part's df). A row with one seed has no
+    seed spread: the difference of the rows' means with a bootstrap over test examples only, and says so.
+    """
     if not a or not b:
         return None
-    shared = sorted(set(a) & set(b), key=str)
-    if method == "examples" or len(a) < 2 or len(b) < 2:
-        if not shared:
-            return None
-        why = "examples only" if method == "examples" else "1 seed: examples only (seed variation unknown)"
-        return _examples_only(a, b, shared, why)
-    if set(a) == set(b):
-        return _paired(a, b, shared)
-    return _unpaired(a, b)
+    if method == "examples":
+        shared = sorted(set(a) & set(b), key=str)
+        return _examples_only(a, b, shared, "examples only") if shared else None
+    if len(a) < 2 or len(b) < 2:
+        return one_seed(a, b)
+    from poolbench.analysis import decide
+
+    family = decide.family_from(["a", "b"], [a, b])
+    return in_family(family, 0, 1)
+
+
+def in_family(family, i: int, j: int) -> Comparison:
+    """``row j - row i`` of a ``decide.Family``, alone (no multiplicity): the Δ column of a table."""
+    from poolbench.analysis import decide
+
+    diff, se, df, p = decide.contrast(family, i, j)
+    seeds = (
+        f"{int(family.n[i])} and {int(family.n[j])} seeds"
+        if family.n[i] != family.n[j]
+        else f"{int(family.n[i])} seeds"
+    )
+    return Comparison(
+        diff, se, df, p, "seeds", f"{seeds}, seed spread pooled over {family.k} rows ({family.layout}, df {family.df})"
+    )
+
+
+def one_seed(a: dict, b: dict) -> Comparison:
+    """A row with one seed: the difference of the displayed means, test examples resampled (seeds unknown)."""
+    observed = float(np.mean([r.observed for r in b.values()]) - np.mean([r.observed for r in a.values()]))
+    boot = np.mean([r.boot for r in b.values()], axis=0) - np.mean([r.boot for r in a.values()], axis=0)
+    p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+    return Comparison(
+        observed, float(np.std(boot, ddof=1)), np.inf, float(p), "examples", "1 seed: examples only", boot
+    )
 
 
 def _examples_only(a: dict, b: dict, seeds: list, pairing: str) -> Comparison:
@@ -121,41 +151,9 @@ def _examples_only(a: dict, b: dict, seeds: list, pairing: str) -> Comparison:
     return Comparison(observed, float(np.std(boot, ddof=1)), np.inf, float(p), "examples", pairing, boot)
 
 
-def _paired(a: dict, b: dict, seeds: list) -> Comparison:
-    n = len(seeds)
-    d = np.array([b[s].observed - a[s].observed for s in seeds])
-    seed_var = float(np.var(d, ddof=1)) / n
-    test_var = float(np.var(np.mean([b[s].boot - a[s].boot for s in seeds], axis=0), ddof=1))
-    return _t_comparison(float(d.mean()), seed_var, test_var, [(seed_var, n - 1)], f"paired over {n} seeds")
-
-
-def _unpaired(a: dict, b: dict) -> Comparison:
-    parts, diff, boot_diff = [], 0.0, 0.0
-    for sign, row in ((-1, a), (1, b)):
-        values = np.array([r.observed for r in row.values()])
-        parts.append((float(np.var(values, ddof=1)) / len(row), len(row) - 1))
-        diff += sign * float(values.mean())
-        boot_diff = boot_diff + sign * np.mean([r.boot for r in row.values()], axis=0)
-    test_var = float(np.var(boot_diff, ddof=1))
-    return _t_comparison(diff, sum(v for v, _ in parts), test_var, parts, f"unpaired: {len(a)} and {len(b)} seeds")
-
-
-def _t_comparison(diff: float, seed_var: float, test_var: float, parts: list, pairing: str) -> Comparison:
-    from scipy.stats import t
-
-    var = seed_var + test_var
-    denominator = sum(v * v / dof for v, dof in parts if dof > 0)
-    df = var * var / denominator if denominator > 0 else np.inf  # Welch-Satterthwaite
-    se = float(np.sqrt(var))
-    if se == 0:
-        p = 1.0 if diff == 0 else 0.0
-    else:
-        p = float(2 * t.sf(abs(diff) / se, df))
-    return Comparison(diff, se, float(df), p, "seeds", pairing)
-
-
-def compare_rows(labels: np.ndarray, a: dict, b: dict, fn, num_classes: int, n_boot: int = 2000, seed: int = 0,
-                 method: str = "seeds") -> Comparison | None:  # fmt: skip
+def compare_rows(
+    labels: np.ndarray, a: dict, b: dict, fn, num_classes: int, n_boot: int = 2000, seed: int = 0, method: str = "seeds"
+) -> Comparison | None:
     """``compare`` from predictions: ``a`` and ``b`` map seed -> predictions on the test ``labels``."""
     idx = draw(len(labels), n_boot, seed)
     resampled = [{s: resample(fn, labels, p, idx, num_classes) for s, p in row.items()} for row in (a, b)]

@@ -1,12 +1,14 @@
 """Ablation tables from runs: rows of settings, mean ± std over seeds, comparisons, and the verdict.
 
-    poolbench table multirun/2026-11-25/12-00-00-abc123 [more folders] [--by pooling] [--format latex]
+poolbench table multirun/2026-11-25/12-00-00-abc123 [more folders] [--by pooling] [--format latex]
 
-Every row is compared with the reference row (``--ref``) and with the best row; the comparisons with the best,
-Holm-adjusted over the table, give each row its verdict: tied with the best (within the practical ``margin`` or
-not), worse, or worse by more than the margin. Runs on several tasks (data sets) give one table per task and a
-ranking across them (``poolbench.analysis.tasks``). Runs come from ``poolbench.analysis.runs``, comparisons from
-``poolbench.analysis.stats``, the rendering from ``poolbench.analysis.report``. Nothing here needs W&B.
+Every row is compared with the reference row (``--ref``, the Δ column: one comparison, no multiplicity) and with the
+best row: the verdicts of ``poolbench.analysis.decide`` (all pairs, step-down max-T, equivalence within the
+practical ``margin``), or of a sequential design (``poolbench.analysis.sequential``) when the runs came from the
+adaptive-seeds sweeper. Rows with one seed stay outside the family: their Δ is over test examples only. Runs on
+several tasks (data sets) give one table per task and a ranking across them (``poolbench.analysis.tasks``). Runs
+come from ``poolbench.analysis.runs``, comparisons from ``poolbench.analysis.stats``, the rendering from
+``poolbench.analysis.report``. Nothing here needs W&B.
 """
 
 from __future__ import annotations
@@ -16,14 +18,28 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from poolbench.analysis import decide
+from poolbench.analysis.decide import Kind
 from poolbench.analysis.runs import Run
-from poolbench.analysis.stats import METRIC_FUNCTIONS, Comparison, compare, draw, holm, resample
+from poolbench.analysis.stats import METRIC_FUNCTIONS, Comparison, compare, draw, in_family, one_seed, resample
 
 DEFAULT_METRICS = ("test/acc", "test/f1_macro")
 # What `bookkeeping` (conf/train.yaml) said before runs recorded it: settings that never make two runs
 # different experiments. Records written since carry their own list.
-RECORDED_BEFORE = ("seed", "paths.", "hydra.", "callbacks.", "logger.", "trainer.enable_", "data.cache_dir", "resume",
-                   "fail_fast", "optimized_metric", "encoder.name_or_path", "bookkeeping")  # fmt: skip
+RECORDED_BEFORE = (
+    "seed",
+    "paths.",
+    "hydra.",
+    "callbacks.",
+    "logger.",
+    "trainer.enable_",
+    "data.cache_dir",
+    "resume",
+    "fail_fast",
+    "optimized_metric",
+    "encoder.name_or_path",
+    "bookkeeping",
+)
 
 
 def bookkeeping(runs: list[Run]) -> tuple[str, ...]:
@@ -55,9 +71,11 @@ def varying_keys(runs: list[Run]) -> list[str]:
 class Verdict:
     """A row against the best row of its table, for one metric."""
 
-    kind: str  # best | equivalent | tied | worse | clearly worse | better | n/a
-    p_holm: float | None = None
-    interval: tuple[float, float] | None = None  # at the level Holm's step tested it
+    kind: Kind
+    p_adjusted: float | None = None  # step-down max-T over all pairs, against the best
+    interval: tuple[float, float] | None = None  # row - best, simultaneous at the level the verdict was made
+    floor: float | None = None  # the equivalence floor against the best (metric units)
+    at: str | None = None  # a sequential design: the look that decided it ("3 seeds, alpha 0.021")
 
 
 @dataclass
@@ -85,10 +103,21 @@ class Table:
     margin: float = 0.005  # the practical margin, in metric units (0.005 = 0.5 points)
     alpha: float = 0.05
     task: str | None = None  # the task (data set) of this table, when the runs cover several
+    design: object | None = None  # a sequential.Design when the verdicts are a sequential design's
+    families: dict = field(default_factory=dict)  # metric -> (decide.Family, its rows, sequential.Replay | None)
 
     def best(self, metric: str) -> Row | None:
+        """The row the verdicts compare with: the best mean among the rows with two seeds or more (else any)."""
+        rows = [r for r in self.rows if r.verdict.get(metric) is not None and r.verdict[metric].kind is Kind.BEST]
+        if rows:
+            return rows[0]
         rows = [r for r in self.rows if metric in r.stats]
         return max(rows, key=lambda r: r.stats[metric][0]) if rows else None
+
+    def floor(self, metric: str) -> tuple[float, float] | None:
+        """The smallest and largest equivalence floor of the rows against the best (metric units)."""
+        floors = [r.verdict[metric].floor for r in self.rows if r.verdict.get(metric) and r.verdict[metric].floor]
+        return (min(floors), max(floors)) if floors else None
 
 
 def build_table(
@@ -101,6 +130,7 @@ def build_table(
     ci: str = "seeds",
     margin: float = 0.005,
     alpha: float = 0.05,
+    design=None,
 ) -> Table:
     """Aggregate runs into rows of ``by`` keys; compare every row with the reference and with the best row.
 
@@ -108,9 +138,13 @@ def build_table(
     models held fixed). ``margin``: the practical margin of the verdicts. ``best_by`` (e.g. ``val/f1_macro``): a
     row's runs differ in other settings too (a search's trials); keep, per row, only the runs of the setting with
     the best mean of that metric (a validation metric: the test split is not used to choose), and say which.
+    ``design``: a ``sequential.Design``: the verdicts of that sequential design, replayed look by look.
     """
-    problems = [f"{r}: {r.record.status}" + (f" ({r.record.first_error_line()})" if r.record.error else "")
-                for r in runs if not r.finished]  # fmt: skip
+    problems = [
+        f"{r}: {r.record.status}" + (f" ({r.record.first_error_line()})" if r.record.error else "")
+        for r in runs
+        if not r.finished
+    ]
     done = [r for r in runs if r.finished]
     if not done:
         raise ValueError("no finished runs to tabulate:\n  " + "\n  ".join(problems))
@@ -131,21 +165,38 @@ def build_table(
             if values:
                 std = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
                 row.stats[m] = (float(np.mean(values)), std, len(values))
-    table = Table(by, list(metrics), rows, _find_ref(rows, by, ref), problems, notes, ci, margin, alpha)
+    table = Table(by, list(metrics), rows, _find_ref(rows, by, ref), problems, notes, ci, margin, alpha, design=design)
     resampled = _resampled(rows, metrics, n_boot)
     if resampled is None:
         notes.append("no test predictions for the reference row: no paired comparisons")
         return table
     for m in resampled:
-        for row in rows:
-            if row is not table.ref and table.ref is not None:
-                row.comparison[m] = compare(resampled[m].get(id(table.ref)), resampled[m].get(id(row)), ci)
         _verdicts(table, m, resampled[m])
-    for row in rows:
-        if table.ref is not None and row is not table.ref and set(row.seeds) != set(table.ref.seeds):
-            how = "compared on the shared seeds only" if ci == "examples" else "compared unpaired over seeds"
-            notes.append(f"{row_label(by, row.key)} has seeds {row.seeds}, the reference {table.ref.seeds}: {how}")
+        if table.ref is not None:
+            for row in rows:
+                if row is not table.ref:
+                    row.comparison[m] = _to_ref(table, m, resampled[m], row)
+    if ci == "examples":
+        for row in rows:
+            if table.ref is not None and row is not table.ref and set(row.seeds) != set(table.ref.seeds):
+                notes.append(
+                    f"{row_label(by, row.key)} has seeds {row.seeds}, the reference {table.ref.seeds}: "
+                    "compared on the shared seeds only"
+                )
     return table
+
+
+def _to_ref(table: Table, metric: str, resampled: dict, row: Row) -> Comparison | None:
+    """The Δ column: ``row - reference``, alone. In the family: its contrast; a one-seed row: test examples only."""
+    a, b = resampled.get(id(table.ref)), resampled.get(id(row))
+    if not a or not b:
+        return None
+    if table.ci == "examples":
+        return compare(a, b, "examples")
+    family, members, _ = table.families.get(metric, (None, [], None))
+    if table.ref in members and row in members:
+        return in_family(family, members.index(table.ref), members.index(row))
+    return one_seed(a, b)
 
 
 def _resampled(rows: list[Row], metrics, n_boot: int) -> dict | None:
@@ -162,43 +213,56 @@ def _resampled(rows: list[Row], metrics, n_boot: int) -> dict | None:
     for row, run in with_preds:
         run_labels, preds = run.predictions()
         if not np.array_equal(run_labels, labels):
-            raise ValueError(f"{run}: tested on other examples than {first}; a table compares runs on one test set "
-                             "(several test sets: one table per task, see --by)")  # fmt: skip
+            raise ValueError(
+                f"{run}: tested on other examples than {first}; a table compares runs on one test set "
+                "(several test sets: one table per task, see --by)"
+            )
         for m, per_row in found.items():
             per_row.setdefault(id(row), {})[run.seed] = resample(METRIC_FUNCTIONS[m], labels, preds, idx, num_classes)
     return found
 
 
 def _verdicts(table: Table, metric: str, resampled: dict) -> None:
-    """Each row against the best row by ``metric``: Holm over the table's comparisons, then the margin."""
-    best = table.best(metric)
-    if best is None:
+    """Each row against the best row by ``metric`` (``decide``; or the sequential design's replay)."""
+    rows = [row for row in table.rows if metric in row.stats and resampled.get(id(row))]
+    members = [row for row in rows if len(resampled[id(row)]) >= 2]
+    for row in rows:
+        if row not in members:
+            row.verdict[metric] = Verdict(Kind.ONE_SEED)
+    if len(members) < 2:
+        for row in members:
+            row.verdict[metric] = Verdict(Kind.NA)
         return
-    best.verdict[metric] = Verdict("best")
-    others = [row for row in table.rows if row is not best and metric in row.stats]
-    comps = [compare(resampled.get(id(best)), resampled.get(id(row)), table.ci) for row in others]
-    known = [(row, c) for row, c in zip(others, comps, strict=True) if c is not None]
-    for row, c in zip(others, comps, strict=True):
-        if c is None:
-            row.verdict[metric] = Verdict("n/a")
-    adjusted = holm([c.p_value for _, c in known])
-    order = sorted(range(len(known)), key=lambda i: known[i][1].p_value)
-    stopped = False
-    for step, i in enumerate(order):  # Holm's step-down: the j-th smallest p is tested at alpha / (k - j)
-        row, comp = known[i]
-        level = table.alpha / (len(known) - step)
-        different = not stopped and comp.p_value <= level
-        stopped = stopped or not different
-        low, high = comp.interval(1 - level)
-        row.verdict[metric] = Verdict(_kind(low, high, different, table.margin), adjusted[i], (low, high))
+    _spread_note(table, metric, members, resampled)
+    if table.design is not None:
+        from poolbench.analysis import sequential
+
+        replay = sequential.replay([resampled[id(row)] for row in members], table.design)
+        table.families[metric] = (replay.family, members, replay)
+        for row, state in zip(members, replay.states, strict=True):
+            d = state.decision
+            row.verdict[metric] = Verdict(d.kind, d.p_adjusted, d.interval, d.floor, state.at)
+        return
+    family = decide.family_from([row.key for row in members], [resampled[id(row)] for row in members])
+    table.families[metric] = (family, members, None)
+    found = decide.decide(family, table.alpha, table.margin)
+    for row, d in zip(members, found.rows, strict=True):
+        row.verdict[metric] = Verdict(d.kind, d.p_adjusted, d.interval, d.floor)
 
 
-def _kind(low: float, high: float, different: bool, margin: float) -> str:
-    if not different:
-        return "equivalent" if -margin <= low and high <= margin else "tied"
-    if low > 0:
-        return "better"  # possible when the best by mean is not the best by the paired comparison
-    return "clearly worse" if high < -margin else "worse"
+def _spread_note(table: Table, metric: str, members: list[Row], resampled: dict) -> None:
+    """The seed spread is pooled over the rows: say so when the rows' spreads differ (Levene 1960, scipy)."""
+    from scipy.stats import levene
+
+    values = [[r.observed for r in resampled[id(row)].values()] for row in members]
+    if any(np.ptp(v) > 0 for v in values):
+        p = float(levene(*values, center="mean").pvalue)
+        if p < 0.05:
+            table.notes.append(
+                f"{metric}: the seed spread differs between rows (Levene p = {p:.3g}); the "
+                "verdicts pool it over the rows, which understates the spread of the most scattered "
+                "rows and overstates the others'"
+            )
 
 
 def _keep_best(rows: list[Row], by: list[str], settings: list[str], metric: str) -> list[str]:
@@ -218,8 +282,10 @@ def _keep_best(rows: list[Row], by: list[str], settings: list[str], metric: str)
             raise ValueError(f"--best-by {metric}: no run of {row_label(by, row.key)} has that metric")
         row.runs = candidates[best]
         chosen = ", ".join(f"{k}={_short(v)}" for k, v in zip(settings, best, strict=True)) or "(one setting)"
-        notes.append(f"{row_label(by, row.key)}: best of {len(candidates)} settings by {metric} "
-                     f"({score(row.runs):.4f}): {chosen}")  # fmt: skip
+        notes.append(
+            f"{row_label(by, row.key)}: best of {len(candidates)} settings by {metric} "
+            f"({score(row.runs):.4f}): {chosen}"
+        )
     return notes
 
 

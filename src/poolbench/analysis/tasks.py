@@ -3,8 +3,13 @@
 A task is what the runs were tested on: the ``data`` choice and the data settings that vary between runs (a
 file, a hub name, ``data.domains``, ...), but not the training settings of the data module (batch size, ...).
 Across tasks each row gets its rank per task by the primary metric's mean (1 = best, ties shared), the mean
-rank, a Friedman test of "all rows rank alike" (scipy) and a critical-difference diagram (scikit-posthocs,
-Nemenyi's post-hoc test), as in Demšar (2006), "Statistical comparisons of classifiers over multiple data sets".
+rank, Friedman's test of "all rows rank alike" and Iman & Davenport's F form of it (the one Demšar 2006,
+"Statistical comparisons of classifiers over multiple data sets", recommends: Friedman's chi-square is conservative
+with few tasks), and only when that rejects, a critical-difference diagram (scikit-posthocs, Nemenyi). Ranks of means
+ignore the noise within each task, so each row is also compared with the best-ranked row by the Wilcoxon signed-rank
+test over the tasks (scipy; Holm over the rows, as Benavoli, Corani & Mangili 2016 advise instead of mean-rank
+post-hoc tests) and by its per-task verdicts, which resample seeds and test examples within each task. What each
+resamples: the verdicts, seeds and examples; Friedman, Iman-Davenport and Wilcoxon, tasks.
 """
 
 from __future__ import annotations
@@ -17,8 +22,13 @@ from poolbench.analysis.runs import Run
 from poolbench.analysis.table import Table, build_table, row_label, varying_keys
 
 # settings of the data module that change how a model is trained, not what it is tested on
-DATA_TRAINING_SETTINGS = ("data.batch_size", "data.eval_batch_size", "data.num_workers", "data.group_by_length",
-                          "data.max_length")  # fmt: skip
+DATA_TRAINING_SETTINGS = (
+    "data.batch_size",
+    "data.eval_batch_size",
+    "data.num_workers",
+    "data.group_by_length",
+    "data.max_length",
+)
 
 
 @dataclass
@@ -30,6 +40,14 @@ class Ranking:
     ranks: np.ndarray  # (tasks, rows): 1 = best in that task
     friedman_p: float | None
     notes: list[str] = field(default_factory=list)
+    iman_davenport_p: float | None = None
+    alpha: float = 0.05
+    wilcoxon: dict = field(default_factory=dict)  # row key -> (p, Holm-adjusted p) against the best-ranked row
+    worse_in: dict = field(default_factory=dict)  # row key -> number of tasks whose verdict calls it worse
+
+    @property
+    def omnibus_rejects(self) -> bool:
+        return self.iman_davenport_p is not None and self.iman_davenport_p < self.alpha
 
     @property
     def mean_ranks(self) -> np.ndarray:
@@ -48,8 +66,11 @@ class Study:
 def task_keys(runs: list[Run], by: list[str] | None) -> list[str]:
     """The data settings that vary between the runs and are not row keys: what makes their tasks differ."""
     done = [r for r in runs if r.finished]
-    return [k for k in varying_keys(done) if (k == "data" or k.startswith("data.")) and k not in (by or [])
-            and k not in DATA_TRAINING_SETTINGS]  # fmt: skip
+    return [
+        k
+        for k in varying_keys(done)
+        if (k == "data" or k.startswith("data.")) and k not in (by or []) and k not in DATA_TRAINING_SETTINGS
+    ]
 
 
 def build_study(runs: list[Run], by: list[str] | None = None, primary: str | None = None, **table_options) -> Study:
@@ -85,10 +106,52 @@ def rank(tables: list[Table], metric: str) -> Ranking | None:
         return None
     means = np.array([[_find(t, key, metric) for key in common] for t in tables])  # (tasks, rows)
     ranks = np.array([rankdata(-task_means) for task_means in means])
-    p = None
+    p = iman = None
     if len(common) >= 3:  # Friedman compares at least three rows
+        chi2 = float(friedmanchisquare(*means.T).statistic)
         p = float(friedmanchisquare(*means.T).pvalue)
-    return Ranking(metric, common, [t.task for t in tables], means, ranks, p, notes)
+        iman = iman_davenport(chi2, len(tables), len(common))
+    ranking = Ranking(metric, common, [t.task for t in tables], means, ranks, p, notes, iman)
+    _within_tasks(ranking, tables)
+    return ranking
+
+
+def iman_davenport(chi2: float, tasks: int, rows: int) -> float:
+    """Iman & Davenport's (1980) F from Friedman's chi-square: F = (N-1) chi2 / (N(k-1) - chi2) on (k-1, (k-1)(N-1))."""
+    from scipy.stats import f
+
+    denominator = tasks * (rows - 1) - chi2
+    if denominator <= 0:
+        return 0.0  # every task ranks the rows alike
+    statistic = (tasks - 1) * chi2 / denominator
+    return float(f.sf(statistic, rows - 1, (rows - 1) * (tasks - 1)))
+
+
+def _within_tasks(ranking: Ranking, tables: list[Table]) -> None:
+    """Against the best-ranked row: Wilcoxon signed-rank over the tasks (Holm), and the tasks whose verdict (seeds
+    and examples) calls the row worse."""
+    from scipy.stats import wilcoxon
+
+    from poolbench.analysis.decide import Kind
+    from poolbench.analysis.stats import holm
+
+    best = int(np.argmin(ranking.mean_ranks))
+    others = [j for j in range(len(ranking.rows)) if j != best]
+    ps = []
+    for j in others:
+        d = ranking.means[:, j] - ranking.means[:, best]
+        ps.append(1.0 if np.all(d == 0) else float(wilcoxon(d).pvalue))
+    for j, p, adjusted in zip(others, ps, holm(ps), strict=True):
+        ranking.wilcoxon[ranking.rows[j]] = (p, adjusted)
+    for key in ranking.rows:
+        ranking.worse_in[key] = sum(
+            1
+            for t in tables
+            for row in t.rows
+            if row.key == key
+            and row.verdict.get(ranking.metric) is not None
+            and row.verdict[ranking.metric].kind in (Kind.WORSE, Kind.CLEARLY_WORSE)
+        )
 
 
 def _find(table: Table, key: tuple, metric: str) -> float | None:
