@@ -21,7 +21,7 @@ from pathlib import Path
 
 
 def table_command(argv: list[str] | None = None) -> int:
-    from poolbench.analysis import report, runs, tasks
+    from poolbench.analysis import decide, report, runs, tasks
     from poolbench.analysis import table as tables
 
     parser = argparse.ArgumentParser(
@@ -75,7 +75,7 @@ def table_command(argv: list[str] | None = None) -> int:
             n_boot=args.bootstrap,
             best_by=args.best_by,
             ci=args.ci,
-            margin=args.margin / 100,
+            margin=decide.fraction(args.margin),
             design=design[0] if design else None,
         )
     except (FileNotFoundError, ValueError) as err:  # a RecordError (unreadable results.json) is a ValueError

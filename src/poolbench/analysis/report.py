@@ -15,8 +15,15 @@ from poolbench.analysis.tasks import Study
 
 
 def verdict_cell(table: Table, row, metric: str) -> str:
+    """The verdict, and beside it the simultaneous interval of the row minus the best (points)."""
     verdict = row.verdict.get(metric)
-    return verdict.kind.cell(decide.points(table.margin)) if verdict else ""
+    if verdict is None:
+        return ""
+    cell = verdict.kind.cell(decide.points(table.margin))
+    if verdict.interval is not None:
+        low, high = (decide.points(v) for v in verdict.interval)
+        cell += f" [{low:+.2f}, {high:+.2f}]"
+    return cell
 
 
 def _one_seed(row, metric: str) -> bool:
@@ -75,7 +82,8 @@ def legend(table: Table) -> str:
         "~ marks an interval that contains 0. Verdict: against the best row, all pairs of rows with two seeds or "
         f"more in one family (step-down max-T); tied (±{m}): shown within the margin of the best (equivalence "
         f"test); worse: shown below the best; worse > {m}: by more than the margin; inconclusive: neither "
-        "shown different nor shown within the margin."
+        "shown different nor shown within the margin. Beside each verdict: the interval of the row minus the best, "
+        "simultaneous over all pairs at the verdict's level."
     )
     if any(_one_seed(row, metric) for row in table.rows for metric in table.metrics):
         text += (
@@ -114,6 +122,11 @@ def verdict_sentence(table: Table, metric: str) -> str:
     """The claim the table supports for ``metric``, in one sentence."""
     best = table.best(metric)
     if best is None or not any(r.verdict.get(metric) and r.verdict[metric].kind is Kind.BEST for r in table.rows):
+        if table.rows and all(_one_seed(r, metric) for r in table.rows):
+            return (
+                f"{metric}: no verdict: every row has one seed, so no seed spread is known (the Δ column is over "
+                "test examples only); run two seeds or more (seed=1,2,3) for verdicts."
+            )
         return f"{metric}: no verdict (fewer than two rows with two seeds or more, or no test predictions)."
     m = f"{decide.points(table.margin):.2f}"
     groups: dict[Kind, list[str]] = {}

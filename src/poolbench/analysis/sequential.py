@@ -58,6 +58,7 @@ class State:
     at: str | None = None  # the look that decided it
     why: str = ""
     power: dict | None = None  # conditional power at max_seeds: {"worse": .., "tied": ..}
+    boundary: float | None = None  # the difference to the best (metric units) this look would have called worse
 
 
 @dataclass
@@ -105,15 +106,18 @@ def look(family: Family, n: int, design: Design, before: list[State] | None, dra
     states = list(before) if before is not None else [None] * family.k
     for i, d in enumerate(found.rows):
         seen = int(family.n[i])
+        edge = None if i == found.best else found.critical * family.se(i, found.best)
         done = states[i] is not None and states[i].state in ("decided", "futile")
         if d.kind is Kind.BEST:
             states[i] = State(d, "best", seen)
-        elif done and states[i].seeds == seen:
+            continue
+        if done and states[i].seeds == seen:
             continue  # decided at an earlier look, nothing new: the claim stands
-        elif d.kind in SHOWN:
+        if d.kind in SHOWN:
             states[i] = State(d, "decided", seen, at, f"{d.kind.value}: shown at this look")
         else:
             states[i] = _go_on(family, found, i, d, design, at, seen)
+        states[i].boundary = edge
     open_rows = any(s.state == "open" for s in states)
     for s in states:
         if s.state == "best":
@@ -156,9 +160,4 @@ def spending_table(design: Design) -> list[tuple[int, float]]:
     return [(n, design.level(n)) for n in range(design.min_seeds, design.max_seeds + 1)]
 
 
-def boundary(look: Look, family: Family, i: int, best: int) -> float:
-    """The difference to the best (metric units) that the look would call worse: critical value x standard error."""
-    return look.critical * family.se(i, best)
-
-
-__all__ = ["Design", "Look", "Replay", "State", "boundary", "replay", "spending_table"]
+__all__ = ["Design", "Look", "Replay", "State", "replay", "spending_table"]

@@ -226,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--studies", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--shift", type=float, default=0.12, help="quality shift of row b for the power check")
+    parser.add_argument("--regime", choices=[*REGIMES, "all"], default="project")
     args = parser.parse_args(argv)
     for name, population in REGIMES.items():
+        if args.regime not in (name, "all"):
+            continue
         rng = np.random.default_rng(1)
         found = measure([population.study(rng) for _ in range(20)])
         print(f"{name}: " + ", ".join(f"{k}={v:.4f}" for k, v in found.items()))

@@ -191,6 +191,8 @@ class AdaptiveSeeds:
         }
         if verdict is not None and verdict.interval is not None:
             entry.update(p_adjusted=verdict.p_adjusted, interval_to_best=list(verdict.interval), decided_at=verdict.at)
+        if state is not None and state.boundary is not None:
+            entry["boundary_points"] = decide.points(state.boundary)  # this far below the best: called worse
         if state is not None and state.power is not None:
             entry["conditional_power"] = state.power
         entry["why"] = {
