@@ -99,3 +99,14 @@ def test_the_sweeper_through_hydra_with_the_synthetic_launcher(tmp_path):
         assert any(
             line.startswith(f"| {label.split('=')[1]} |") and f"| {cell} " in line for line in rebuilt.splitlines()
         ), (label, cell)
+
+
+def test_a_row_alone_in_its_task_stops_after_the_first_round(tmp_path):
+    """Nothing to compare it with: more seeds cannot decide anything."""
+    from poolbench.run.adaptive import AdaptiveSeeds
+
+    world = simulate.World(PROJECT, 5, (0.0,))
+    search = AdaptiveSeeds(3, 10, metric="test/acc", bootstrap=100)
+    search.run([["pooling=r0"]], ["pooling"], designs.synthetic_launch(world, tmp_path), tmp_path, outputs=False)
+    lines = [json.loads(line) for line in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert lines[-1]["jobs"] == 3 and lines[1]["rows"][0]["why"] == "alone in its task: nothing to compare it with"

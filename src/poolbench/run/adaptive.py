@@ -150,6 +150,8 @@ class AdaptiveSeeds:
         for p, (table, row), state in zip(points, found, states, strict=True):
             if any(f in failed or not (f / "results.json").is_file() for f in p.folders.values()):
                 p.state = "failed"  # a job that did not finish: more seeds would not answer anything
+            elif state is None and table is not None and len(table.rows) < 2:
+                p.state = "decided"  # alone in its task: nothing to compare it with, more seeds cannot help
             elif state is None:
                 p.state = "open" if p.seeds < self.max_seeds else "max_seeds"
             elif state.state == "best":
@@ -198,5 +200,10 @@ class AdaptiveSeeds:
         entry["why"] = {
             "failed": "a job of this row did not finish: no more seeds",
             "max_seeds": f"open, but {self.max_seeds} seeds (max_seeds) reached",
-        }.get(p.state) or (state.why if state is not None else "no verdict yet: one more seed")
+        }.get(p.state)
+        if entry["why"] is None and state is not None:
+            entry["why"] = state.why
+        elif entry["why"] is None:
+            alone = p.state == "decided"
+            entry["why"] = "alone in its task: nothing to compare it with" if alone else "no verdict yet: one more seed"
         return entry
