@@ -92,7 +92,10 @@ def test_the_sweeper_through_hydra_with_the_synthetic_launcher(tmp_path):
     assert any("conditional_power" in r for line in lines[1:-1] for r in line["rows"])
     assert all("boundary_points" in r for line in lines[1:-1] for r in line["rows"] if r["verdict"] != "best")
     assert read_record(sweep / "0")["status"] == "finished"
-    assert cli(["table", str(sweep), "--metric", "test/acc", "--by", "pooling", "--out", str(tmp_path / "t")]) == 0
+    assert cli(["archive", str(sweep), str(tmp_path / "archive")]) == 0  # the design travels with the records
+    assert (tmp_path / "archive" / "decisions.jsonl").read_text() == (sweep / "decisions.jsonl").read_text()
+    archive = str(tmp_path / "archive")
+    assert cli(["table", archive, "--metric", "test/acc", "--by", "pooling", "--out", str(tmp_path / "t")]) == 0
     rebuilt = (tmp_path / "t" / "table.md").read_text()
     for label, row in last.items():
         cell = {"clearly worse": "worse > 0.50"}.get(row["verdict"], row["verdict"])

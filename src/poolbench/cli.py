@@ -137,7 +137,8 @@ def simulate_command(argv: list[str] | None = None) -> int:
 
 def archive_command(argv: list[str] | None = None) -> int:
     """Copy a sweep's records into a small folder that can be committed: results.json and the test predictions
-    without the texts (data sets' texts stay out of repositories). `poolbench table` reads the copy."""
+    without the texts (data sets' texts stay out of repositories), and an adaptive sweep's decisions.jsonl.
+    `poolbench table` reads the copy."""
     from poolbench import record
 
     parser = argparse.ArgumentParser(prog="poolbench archive", description=archive_command.__doc__)
@@ -155,6 +156,8 @@ def archive_command(argv: list[str] | None = None) -> int:
         return 2
     for file in results:
         record.copy_records(file.parent, dest / file.parent.relative_to(source))
+    if (source / "decisions.jsonl").is_file():  # an adaptive-seeds sweep: its design, so the table gives its verdicts
+        record.atomic_write_text(dest / "decisions.jsonl", (source / "decisions.jsonl").read_text())
     print(f"archived {len(results)} run(s) from {source} into {dest}")
     return 0
 
