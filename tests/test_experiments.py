@@ -24,6 +24,15 @@ TABLES = {
     f"{FZ}/frozen_probe_all/table.md": [*PROBES, "--by", "pooling", "--ref", "pooling=cls"],
     f"{FZ}/table.md": [PROBES[0], f"{FT}/runs", *SIDE_BY_SIDE],
     f"{FZ}/all/table.md": [*PROBES, f"{FT}/runs", f"{FT}/runs_new", *SIDE_BY_SIDE],
+    f"{FT}/scalar_mix_head_lr/table.md": [
+        f"{FT}/runs",
+        f"{FT}/runs_scalar_mix",
+        f"{FT}/runs_scalar_mix_head_lr",
+        "--by",
+        "layers,model.head_lr,pooling",
+        "--ref",
+        "layers=last,model.head_lr=None,pooling=cls",
+    ],
     "experiments/domain_probes/table.md": ["experiments/domain_probes/runs", "--by", "pooling", "--ref", "pooling=cls"],
     "experiments/domain_finetuned/table.md": [
         "experiments/domain_finetuned/runs",
