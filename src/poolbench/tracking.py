@@ -125,7 +125,15 @@ def finish(ok: bool, output_dir: Path) -> None:
             record.copy_records(output_dir, Path(wandb.run.dir) / "poolbench")
         except OSError as err:  # the local record is what matters; never lose it over the copy
             log.warning("could not attach the run's records to W&B: %s", err)
-        wandb.finish(exit_code=0 if ok else 1)
+        try:
+            wandb.finish(exit_code=0 if ok else 1)
+        except Exception as err:  # noqa: BLE001 - e.g. its service killed by a SLURM requeue: the record is written
+            log.warning(
+                "could not close the W&B run (%s: %s); its files are in %s",
+                type(err).__name__,
+                err,
+                Path(wandb.run.dir).parent if wandb.run else "wandb/",
+            )
 
 
 def read_runs(path: str, group: str | None = None, cache: Path | None = None, api=None):

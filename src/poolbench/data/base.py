@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import DataLoader
 
 from poolbench.data.raw import RawSplit, map_labels
-from poolbench.data.sampler import EpochSeededSampler
+from poolbench.data.sampler import EpochSeededSampler, ResumableLoader
 from poolbench.data.tokenized import tokenize_cached
 from poolbench.errors import DataError
 
@@ -137,14 +137,14 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return self.token_states[split].lengths
         return list(self.splits[split]["length"])
 
-    def _loader(self, split: str, batch_size: int, **kwargs) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, loader: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
         if self.token_states is not None:
             collate = self.token_states[split].collate  # pads token states and builds the mask
         else:
             from transformers import DataCollatorWithPadding
 
             collate = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its own longest
-        return DataLoader(
+        return loader(
             self._dataset(split), batch_size=batch_size, collate_fn=collate, num_workers=self.num_workers, **kwargs
         )
 
@@ -159,7 +159,7 @@ class TextClassificationDataModule(pl.LightningDataModule):
             self._lengths("train"), self.batch_size, self.seed, self.group_by_length, self._batches_done_in_epoch,
             rank=rank, num_replicas=world,
         )  # fmt: skip
-        return self._loader("train", self.batch_size, sampler=sampler)
+        return self._loader("train", self.batch_size, loader=ResumableLoader, sampler=sampler)
 
     def _batches_done_in_epoch(self) -> int:
         """Training batches already done in the current epoch: non-zero only in a run resumed mid-epoch."""

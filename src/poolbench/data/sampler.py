@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 class EpochSeededSampler(Sampler):
@@ -66,3 +66,24 @@ class EpochSeededSampler(Sampler):
             order = [i for b in self._my_batches() for i in order[b * bs : (b + 1) * bs]]
         skip = self.batches_done() * self.batch_size if self.batches_done else 0
         return iter(order[skip:])
+
+
+class ResumableLoader(DataLoader):
+    """The training loader, resumable mid-epoch in Lightning's sense (it has ``state_dict``/``load_state_dict``).
+
+    Its position needs no state of its own: the order comes from ``(seed, epoch)`` and the batches already
+    trained from Lightning's restored progress (``EpochSeededSampler.batches_done``). The state names the seed,
+    so that a checkpoint is never continued with another order. Without these methods Lightning warns, on every
+    resume from a mid-epoch checkpoint, that the results may be unreliable, which is not so here.
+    """
+
+    def state_dict(self) -> dict:
+        return {"order": type(self.sampler).__name__, "seed": getattr(self.sampler, "seed", None)}
+
+    def load_state_dict(self, state: dict) -> None:
+        seed = getattr(self.sampler, "seed", None)
+        if state.get("seed") != seed:
+            raise ValueError(
+                f"this checkpoint was trained with seed={state.get('seed')}, this run has seed={seed}: "
+                "resume it with its own seed, or start a new run folder"
+            )

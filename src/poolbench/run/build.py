@@ -9,6 +9,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from poolbench.model.build import build_model
+from poolbench.run.preemption import cluster_plugins
+from poolbench.run.resume import AtomicCheckpointIO
 
 log = logging.getLogger(__name__)
 
@@ -33,5 +35,7 @@ def build(cfg: DictConfig, choices: dict, loggers: list) -> tuple:
             precision = str(cfg.trainer.precision)
             datamodule.use_token_states(cached_token_states(model.encoder, datamodule, cfg.paths.cache_dir, precision))
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
+    trainer: pl.Trainer = instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=callbacks, plugins=[*cluster_plugins(), AtomicCheckpointIO()]
+    )
     return datamodule, model, trainer

@@ -7,6 +7,15 @@ checkpoint), and then submitit's handler runs and requeues. The requeued job fin
 ``results.json`` and that checkpoint in the same folder and resumes (``poolbench.run.resume``).
 
 Declared in ``conf/callbacks/default.yaml``; it does nothing outside submitit (nobody would requeue the job).
+
+One requeue mechanism only. Lightning has its own SLURM auto-requeue (``SLURMEnvironment(auto_requeue=True)``,
+on by default whenever it detects SLURM: a USR1 handler that saves an "hpc" checkpoint and calls ``scontrol
+requeue``); with submitit's requeue too, one signal can requeue a job twice or save two different checkpoints
+(Lightning-AI/pytorch-lightning#6389; signal handling: #14610, #21404). ``cluster_plugins`` switches Lightning's
+off under SLURM, so that submitit's (with this callback in front of it) is the only one. Requeueing sends SIGTERM
+to every process of the job (the W&B service among them): closing the W&B run may then fail, which
+``poolbench.tracking.finish`` logs without hiding the job's exit (that would make submitit report the job as done
+while SLURM runs it again).
 """
 
 from __future__ import annotations
@@ -17,16 +26,26 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from poolbench.run.resume import under_submitit
+from poolbench.run.resume import epoch_ends_here, under_submitit
 
 log = logging.getLogger(__name__)
 
 SIGNAL = signal.SIGUSR2  # submitit's default preemption / time-out signal (SUBMITIT_PREEMPT_SIGNAL)
 
 
+def cluster_plugins() -> list:
+    """The Trainer's plugins: under SLURM, Lightning's cluster environment without its own auto-requeue."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    if SLURMEnvironment.detect():
+        return [SLURMEnvironment(auto_requeue=False)]
+    return []
+
+
 class Preemption(pl.Callback):
     """Save ``last.ckpt`` at the end of the training step during (or after the validation during) which the
-    signal arrived, then hand over to submitit."""
+    signal arrived, then hand over to submitit. At an epoch's last step the save waits one step (after that
+    epoch's validation): a checkpoint there would not resume exactly (``poolbench.run.resume.epoch_ends_here``)."""
 
     def __init__(self, checkpoint_path: str | Path, armed: bool | None = None) -> None:
         self.checkpoint_path = Path(checkpoint_path)
@@ -47,17 +66,17 @@ class Preemption(pl.Callback):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fitting = False
-        self._save_and_hand_over(trainer)  # a signal during the last validation
+        self._save_and_hand_over(trainer, can_wait=False)  # a signal during the last validation
         self._restore()
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._fitting = False
         self._restore()
 
-    def _save_and_hand_over(self, trainer: pl.Trainer) -> None:
+    def _save_and_hand_over(self, trainer: pl.Trainer, can_wait: bool = True) -> None:
         if not self.armed:
             return
-        pending = self.pending is not None
+        pending = self.pending is not None and not (can_wait and epoch_ends_here(trainer))
         if trainer.world_size > 1:  # DDP: every rank saves at the same step, whichever got the signal first
             pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
         if pending:

@@ -1,6 +1,8 @@
 """Sweep-level behaviour, as a Hydra callback (``conf/hydra/default.yaml``).
 
 - Before the first job trains, every job's config is composed and checked; one message lists every problem.
+- On a SLURM cluster without accounting, submitit's status poll (``sacct``) fails every few seconds and logs a
+  warning each time; here that is said once (submitit then reads the jobs' states from their result files).
 - After the last job, a one-screen summary of what finished and what failed; the exit status is non-zero
   when anything failed. Jobs themselves keep going past a failed one (see ``poolbench.run.job.Job.keep_going``).
 """
@@ -80,8 +82,38 @@ def summarize(sweep_dir: Path) -> tuple[str, int, int]:
     return "\n".join([head, *rows]), bad, users
 
 
+class OnceForSacct(logging.Filter):
+    """Turns submitit's repeated "Bypassing sacct error" warnings into one line that says what it means."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = False
+
+    def filter(self, rec: logging.LogRecord) -> bool:
+        if "Bypassing sacct error" not in rec.getMessage():
+            return True
+        if self.seen:
+            return False
+        self.seen = True
+        rec.msg, rec.args = (
+            (
+                "sacct does not answer on this cluster (no SLURM accounting): submitit reads job states from their "
+                "result files instead; this is said once"
+            ),
+            None,
+        )
+        return True
+
+
+def quiet_sacct() -> None:
+    submitit_log = logging.getLogger("submitit")
+    if not any(isinstance(f, OnceForSacct) for f in submitit_log.filters):
+        submitit_log.addFilter(OnceForSacct())
+
+
 class SweepCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        quiet_sacct()
         try:
             check_sweep(config.hydra.job.config_name, list(config.hydra.overrides.task))
         except ConfigError as err:  # the user's to fix: the message, no traceback, exit status 2
