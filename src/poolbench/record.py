@@ -17,6 +17,8 @@ from dataclasses import dataclass, field, fields
 from importlib import metadata
 from pathlib import Path
 
+from poolbench.errors import DiskFullError, no_space
+
 RESULTS = "results.json"
 PREDICTIONS = "test_predictions.jsonl"
 PREDICTION_KEYS = ("idx", "label", "pred")  # what tables need; texts stay where the data is
@@ -190,8 +192,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; results are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if no_space(err):
+            raise DiskFullError(path, path.name) from err
         raise
 
 

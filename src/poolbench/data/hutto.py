@@ -18,6 +18,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from poolbench import cache
+
 log = logging.getLogger(__name__)
 
 SDIST = "vaderSentiment==3.3.2"
@@ -89,8 +91,13 @@ def fetch(cache_dir: str | os.PathLike, archive: str | os.PathLike | None = None
     ``vaderSentiment-3.3.2.tar.gz`` to use instead of downloading it.
     """
     folder = Path(cache_dir).expanduser() / "hutto_ICWSM_2014"
-    if all((folder / name).exists() for name, _ in FILES.values()):
+    damaged = _damaged(folder)
+    if not damaged:
         return folder
+    if len(damaged) < len(FILES) or any((folder / name).exists() for name, _ in FILES.values()):
+        log.warning(
+            "the cached Hutto ground truth in %s is damaged (%s); extracting it again", folder, "; ".join(damaged)
+        )
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         if archive is None:
@@ -110,11 +117,23 @@ def fetch(cache_dir: str | os.PathLike, archive: str | os.PathLike | None = None
         for name, digest in FILES.values():
             data = inner.extractfile(f"hutto_ICWSM_2014/{name}").read()
             _check(name, data, digest)
-            tmp_path = folder / f".{name}.tmp"
+            tmp_path = cache.unique_name(folder / name)  # two jobs (or nodes) extracting at once never collide
             tmp_path.write_bytes(data)
             os.replace(tmp_path, folder / name)
     log.info("Hutto ICWSM-2014 ground truth verified and cached in %s", folder)
     return folder
+
+
+def _damaged(folder: Path) -> list[str]:
+    """What is missing or wrong among the four files (each checked against its known sha256)."""
+    found = []
+    for name, expected in FILES.values():
+        path = folder / name
+        if not path.is_file():
+            found.append(f"{name} is missing")
+        elif sha256(path.read_bytes()) != expected:
+            found.append(f"{name} has {path.stat().st_size} bytes and not the expected sha256")
+    return found
 
 
 def read(folder: str | os.PathLike) -> list[dict]:

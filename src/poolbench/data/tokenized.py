@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
+
+from poolbench import cache
 
 TOKENIZED_FORMAT = "2"  # part of the cache key: bump when the cached columns change
 
@@ -26,17 +26,21 @@ def tokenize_cached(tokenizer, texts: list[str], labels: list[int], max_length: 
     key.update(str(max_length).encode())
     key.update(data.digest())
     path = folder / f"{name}-{key.hexdigest()[:20]}"
-    if not path.exists():
+
+    def make(tmp: Path) -> None:
         enc = tokenizer(texts, truncation=True, max_length=max_length)
         columns = {k: enc[k] for k in enc.keys()}
         columns.update(labels=labels, idx=list(range(len(labels))), length=[len(x) for x in enc["input_ids"]])
-        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         datasets.Dataset.from_dict(columns).save_to_disk(str(tmp))
-        try:
-            os.replace(tmp, path)  # atomic: a concurrent job may have written the same thing already
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return datasets.load_from_disk(str(path)), key.hexdigest(), data.hexdigest()
+
+    def load(found: Path):
+        dataset = datasets.load_from_disk(str(found))
+        if len(dataset) != len(labels):
+            raise ValueError(f"{len(dataset)} rows, {len(labels)} expected")
+        return dataset
+
+    dataset = cache.open_entry(path, make, load, f"tokenised {name} split")
+    return dataset, key.hexdigest(), data.hexdigest()
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

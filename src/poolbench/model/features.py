@@ -8,16 +8,18 @@ in ``cache_dir/features/<key>/`` as one fp32 array of all tokens' states plus pe
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from poolbench import cache
 
 log = logging.getLogger(__name__)
 
@@ -112,23 +114,26 @@ def compute_token_states(
     assert all(x is not None for x in per_example), "the loader did not cover the split"
     offsets = np.zeros(num_examples + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([x.shape[0] for x in per_example])
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=True)
-    np.save(tmp / "states.npy", np.concatenate(per_example).astype(np.float32))
-    np.save(tmp / "offsets.npy", offsets)
-    np.save(tmp / "labels.npy", labels)
-    try:
-        os.replace(tmp, folder)  # atomic: a half-written cache is never read
-    except OSError:  # another job wrote it first
-        shutil.rmtree(tmp, ignore_errors=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "states.npy", np.concatenate(per_example).astype(np.float32))
+    np.save(folder / "offsets.npy", offsets)
+    np.save(folder / "labels.npy", labels)
 
 
 _OPEN: dict[Path, TokenStates] = {}  # the token states a process has opened (read only: jobs can share them)
 
 
-def _open(folder: Path) -> TokenStates:
+def _open(folder: Path, make, num_examples: int) -> TokenStates:
+    """The token states in ``folder``, checked once per process (``poolbench.cache``), computed when missing."""
     if folder not in _OPEN:
-        _OPEN[folder] = TokenStates(folder)
+
+        def load(found: Path) -> TokenStates:
+            states = TokenStates(found)
+            if len(states) != num_examples or int(states.offsets[-1]) != states.states.shape[0]:
+                raise ValueError(f"{len(states)} examples and {states.states.shape[0]} token states do not fit")
+            return states
+
+        _OPEN[folder] = cache.open_entry(folder, make, load, "frozen-encoder token states")
     return _OPEN[folder]
 
 
@@ -142,14 +147,18 @@ def cached_token_states(
     for split in ("train", "val", "test"):
         key = hashlib.sha256(f"{fingerprint}:{datamodule.split_key(split)}:{precision}".encode()).hexdigest()[:24]
         folder = root / f"{split}-{key}"
-        if not (folder / "labels.npy").exists():
-            log.info("computing frozen-encoder token states for the %s split (once; cached in %s)", split, folder)
-            # iterating a DataLoader draws from torch's RNG: keep the run's random stream as if the cache had
-            # been there already, so that cached and uncached runs train identically
-            with torch.random.fork_rng(devices=[]):
-                loader = datamodule.encoder_loader(split)
-                compute_token_states(encoder, loader, folder, len(datamodule.splits[split]), precision)
-        else:
-            log.info("reusing cached frozen-encoder token states for the %s split (%s)", split, folder)
-        states[split] = _open(folder)
+
+        make = functools.partial(
+            _compute_split, encoder=encoder, datamodule=datamodule, split=split, precision=precision
+        )
+        states[split] = _open(folder, make, len(datamodule.splits[split]))
     return states
+
+
+def _compute_split(tmp: Path, encoder: nn.Module, datamodule, split: str, precision: str) -> None:
+    log.info("computing frozen-encoder token states for the %s split (once; cached under %s)", split, tmp.parent)
+    # iterating a DataLoader draws from torch's RNG: keep the run's random stream as if the cache had been there
+    # already, so that cached and uncached runs train identically
+    with torch.random.fork_rng(devices=[]):
+        loader = datamodule.encoder_loader(split)
+        compute_token_states(encoder, loader, tmp, len(datamodule.splits[split]), precision)

@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from poolbench import record, tracking
-from poolbench.errors import user_error
+from poolbench.errors import DiskFullError, no_space, user_error
 from poolbench.record import RunRecord
 from poolbench.run import distributed, resume
 from poolbench.run.build import build
@@ -58,6 +58,8 @@ def run(cfg: DictConfig) -> float | None:
             write_outputs(rec, job, model, datamodule, trainer, loggers)
         return rec.metrics.get(cfg.optimized_metric)
     except Exception as err:
+        if no_space(err) and user_error(err) is None:  # a write of Lightning's or a library's: say where
+            err = DiskFullError(getattr(err, "filename", None) or job.output_dir, "the job's outputs")
         rec.status, rec.error, rec.traceback = "failed", f"{type(err).__name__}: {err}", traceback.format_exc()
         return job.keep_going(err, rec)
     except BaseException as err:  # interrupted (Ctrl-C, SystemExit): recorded, never swallowed
@@ -65,7 +67,10 @@ def run(cfg: DictConfig) -> float | None:
         raise
     finally:
         rec.timings["total_seconds"] = time.time() - started
-        writer.write(rec)
+        try:
+            writer.write(rec)
+        except DiskFullError as err:  # the job's own error (or result) stands; the record could not be updated
+            log.error("could not update %s: %s", writer.path, err)
         if job.rank_zero:
             tracking.finish(rec.finished, job.output_dir)
 
