@@ -96,6 +96,38 @@ def offline_wandb_run(sweep: Path, job: Path) -> Path:
     return run
 
 
+def wandb_ids(folder: Path) -> set[str]:
+    """The W&B run ids in a folder's wandb/ (offline runs are folders offline-run-<time>-<id>)."""
+    return {p.name.rsplit("-", 1)[1] for p in (folder / "wandb").glob("offline-run-*")}
+
+
+def one_wandb_run_each(sweep: Path) -> set[str]:
+    """Every job logged into its own W&B run, and all of them are in the sweep's one W&B folder."""
+    ids = [r["wandb_id"] for r in sweep_records(sweep)]
+    assert len(set(ids)) == len(ids) and set(ids) == wandb_ids(sweep), (ids, wandb_ids(sweep))
+    assert not any((sweep / str(i) / "wandb").exists() for i in range(len(ids)))
+    return set(ids)
+
+
+def single_process_val_f1(run_dir: Path) -> float:
+    """The validation macro-F1 of a run's best checkpoint, evaluated again in this one process on the whole
+    validation set (a DDP run's synced number must equal it)."""
+    import lightning.pytorch as pl
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from poolbench.analysis.explain import load_trained
+
+    model, tokenizer, _ = load_trained(run_dir)
+    cfg = OmegaConf.create(read_record(run_dir)["config"])
+    datamodule = instantiate(cfg.data, tokenizer=tokenizer, seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, precision="32-true")  # fmt: skip
+    return trainer.validate(model, datamodule=datamodule, verbose=False)[0]["val/f1_macro"]
+
+
 def pooler_configs() -> dict[str, type]:
     """Every `pooling=` choice (conf/pooling/*.yaml) and the class its `_target_` names."""
     import yaml
@@ -115,6 +147,24 @@ def csv_data(tmp_path: Path) -> dict[str, Path]:
         split: write_csv(folder / f"{split}.csv", synthetic_rows(n, seed))
         for split, n, seed in (("train", 96, 0), ("val", 32, 1), ("test", 32, 2))
     }
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory) -> dict:
+    """A real one-node SLURM cluster (``tests/slurm_cluster.py``), started once for the session and stopped at
+    its end. Only with POOLBENCH_SLURM=1 (``.ci/run`` sets it: CI runs as root and installs slurm-wlm and munge
+    with apt-get); then a cluster that cannot start fails the tests instead of skipping them."""
+    if os.environ.get("POOLBENCH_SLURM") != "1":
+        pytest.skip("SLURM tests run with POOLBENCH_SLURM=1 (root, or slurm-wlm + munge installed): see README")
+    import slurm_cluster
+
+    folder = Path("/tmp/poolbench-test-slurm")  # fixed: its daemons' ports are fixed too
+    try:
+        env = slurm_cluster.start(folder)
+    except slurm_cluster.Unavailable as err:
+        pytest.fail(f"POOLBENCH_SLURM=1 but no SLURM test cluster: {err}")
+    yield env
+    slurm_cluster.stop(folder)
 
 
 @pytest.fixture(scope="session")

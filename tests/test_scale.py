@@ -7,34 +7,19 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import yaml
-from conftest import ROOT, data_overrides, read_record
+from conftest import ROOT, data_overrides, one_wandb_run_each, read_record, single_process_val_f1, wandb_ids
 from conftest import clean_env as env_for
 from conftest import sweep_records as jobs
 from conftest import train_cli as train
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from poolbench.data.sampler import EpochSeededSampler
 
 CORES = len(os.sched_getaffinity(0))
-
-
-def wandb_ids(folder: Path) -> set[str]:
-    """The W&B run ids in a folder's wandb/ (offline runs are folders offline-run-<time>-<id>)."""
-    return {p.name.rsplit("-", 1)[1] for p in (folder / "wandb").glob("offline-run-*")}
-
-
-def one_wandb_run_each(sweep: Path) -> set[str]:
-    """Every job logged into its own W&B run, and all of them are in the sweep's one W&B folder."""
-    ids = [r["wandb_id"] for r in jobs(sweep)]
-    assert len(set(ids)) == len(ids) and set(ids) == wandb_ids(sweep), (ids, wandb_ids(sweep))
-    assert not any((sweep / str(i) / "wandb").exists() for i in range(len(ids)))
-    return set(ids)
 
 
 # --- parallel and cluster launchers -----------------------------------------------------------------------------
@@ -139,17 +124,7 @@ def test_ddp_on_cpu_with_two_processes_matches_a_single_process_evaluation(tmp_p
     acc = sum(p["label"] == p["pred"] for p in preds) / len(preds)
     assert results["metrics"]["test/acc"] == pytest.approx(acc)  # synced over both ranks' halves
     # the best checkpoint, evaluated in one process on the whole validation set, gives the DDP run's number
-    from poolbench.analysis.explain import load_trained
-
-    model, tokenizer, _ = load_trained(run_dir)
-    cfg = OmegaConf.create(results["config"])
-    datamodule = instantiate(cfg.data, tokenizer=tokenizer, seed=cfg.seed)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, precision="32-true")  # fmt: skip
-    single = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
-    assert single["val/f1_macro"] == pytest.approx(results["metrics"]["val/f1_macro_best"], abs=1e-6)
+    assert single_process_val_f1(run_dir) == pytest.approx(results["metrics"]["val/f1_macro_best"], abs=1e-6)
 
 
 @pytest.mark.slow
