@@ -58,8 +58,7 @@ def run(cfg: DictConfig) -> float | None:
             write_outputs(rec, job, model, datamodule, trainer, loggers)
         return rec.metrics.get(cfg.optimized_metric)
     except Exception as err:
-        if no_space(err) and user_error(err) is None:  # a write of Lightning's or a library's: say where
-            err = DiskFullError(getattr(err, "filename", None) or job.output_dir, "the job's outputs")
+        err = disk_full(err, job.output_dir)
         rec.status, rec.error, rec.traceback = "failed", f"{type(err).__name__}: {err}", traceback.format_exc()
         return job.keep_going(err, rec)
     except BaseException as err:  # interrupted (Ctrl-C, SystemExit): recorded, never swallowed
@@ -67,12 +66,24 @@ def run(cfg: DictConfig) -> float | None:
         raise
     finally:
         rec.timings["total_seconds"] = time.time() - started
-        try:
-            writer.write(rec)
-        except DiskFullError as err:  # the job's own error (or result) stands; the record could not be updated
-            log.error("could not update %s: %s", writer.path, err)
+        write_last(writer, rec)
         if job.rank_zero:
             tracking.finish(rec.finished, job.output_dir)
+
+
+def disk_full(err: Exception, output_dir: Path) -> Exception:
+    """A full disk met by a write of Lightning's or a library's, as the one-line ``DiskFullError``."""
+    if no_space(err) and user_error(err) is None:
+        return DiskFullError(getattr(err, "filename", None) or output_dir, "the job's outputs")
+    return err
+
+
+def write_last(writer: record.RecordWriter, rec: RunRecord) -> None:
+    """The record's last write; on a full disk the job's own outcome stands and the record keeps its last state."""
+    try:
+        writer.write(rec)
+    except DiskFullError as err:
+        log.error("could not update %s: %s", writer.path, err)
 
 
 def fit_and_test(trainer: pl.Trainer, model, datamodule, checkpoint: str | None) -> tuple[dict, str | None, dict]:
