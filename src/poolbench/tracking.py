@@ -100,8 +100,11 @@ def log_explanations(loggers, explanations: list, pngs: list[Path], layers: list
             continue
         import wandb
 
-        rows = [[i, j, tok, w] for i, e in enumerate(explanations)
-                for j, (tok, w) in enumerate(zip(e.tokens, e.weights, strict=True))]  # fmt: skip
+        rows = [
+            [i, j, tok, w]
+            for i, e in enumerate(explanations)
+            for j, (tok, w) in enumerate(zip(e.tokens, e.weights, strict=True))
+        ]
         logged = {"explain/images": [wandb.Image(str(p)) for p in pngs]}
         if rows:
             logged["explain/token_weights"] = wandb.Table(columns=["example", "position", "token", "weight"], data=rows)
@@ -174,9 +177,17 @@ def _record_from_run(wrun) -> RunRecord:
     return RunRecord(status=status, choices=choices, config=config, metrics=metrics, group=getattr(wrun, "group", None))
 
 
-def log_table(header: list[str], body: list[list[str]], images: dict[str, Path], config: dict, group: str | None,
-              project: str = "poolbench", mode: str | None = None, tables: dict | None = None,
-              name: str = "ablation-table") -> str:  # fmt: skip
+def log_table(
+    header: list[str],
+    body: list[list[str]],
+    images: dict[str, Path],
+    config: dict,
+    group: str | None,
+    project: str = "poolbench",
+    mode: str | None = None,
+    tables: dict | None = None,
+    name: str = "ablation-table",
+) -> str:
     """Log a table (``wandb.Table``), its plots and any further ``tables`` (name -> (columns, rows)) to a summary
     run in ``group``; return the run's id.
 
@@ -187,8 +198,9 @@ def log_table(header: list[str], body: list[list[str]], images: dict[str, Path],
     import wandb
 
     where = {"dir": group} if group and Path(group).is_dir() else {}
-    run = wandb.init(project=project, group=group, job_type="summary", name=name, mode=mode or wandb_mode(),
-                     config=config, **where)  # fmt: skip
+    run = wandb.init(
+        project=project, group=group, job_type="summary", name=name, mode=mode or wandb_mode(), config=config, **where
+    )
     try:
         logged = {f"ablation/{key}": wandb.Image(str(path)) for key, path in images.items()}
         for key, (columns, rows) in (tables or {}).items():

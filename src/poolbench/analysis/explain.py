@@ -57,9 +57,15 @@ def explain(model, tokenizer, texts: list[str], max_length: int = 128) -> list[E
         probs = model(**kwargs)[0].float().softmax(-1)
         names = model.label_names
         out.append(
-            Explanation(text, tokenizer.convert_ids_to_tokens(enc["input_ids"][0]), mean.tolist(), per_head,
-                        names[int(probs.argmax())], {n: float(p) for n, p in zip(names, probs, strict=True)})
-        )  # fmt: skip
+            Explanation(
+                text,
+                tokenizer.convert_ids_to_tokens(enc["input_ids"][0]),
+                mean.tolist(),
+                per_head,
+                names[int(probs.argmax())],
+                {n: float(p) for n, p in zip(names, probs, strict=True)},
+            )
+        )
     return out
 
 

@@ -23,29 +23,97 @@ class Head:
 
 
 FIRST = "the first token ([CLS] / <s>)"
-BERT = Head(FIRST, "dense + tanh (BertPooler), dropout, linear", "pooler", True,
-            "pooling=pooler starts from the checkpoint's own pooler weights")  # fmt: skip
+BERT = Head(
+    FIRST,
+    "dense + tanh (BertPooler), dropout, linear",
+    "pooler",
+    True,
+    "pooling=pooler starts from the checkpoint's own pooler weights",
+)
 ROBERTA = Head(FIRST, "dropout, dense, tanh, dropout, linear (RobertaClassificationHead)", "roberta_head", True)
-ELECTRA = Head(FIRST, "dropout, dense, GELU, dropout, linear (ElectraClassificationHead)", "roberta_head", False,
-               "poolbench's roberta_head uses tanh where ELECTRA uses GELU")  # fmt: skip
-DISTILBERT = Head(FIRST, "dense (pre_classifier), ReLU, dropout, linear", "pooler", False,
-                  "poolbench's pooler uses tanh where DistilBERT uses ReLU")  # fmt: skip
-DEBERTA = Head(FIRST, "dropout, dense, activation (ContextPooler), dropout, linear", "pooler", False,
-               "poolbench's pooler uses tanh; DeBERTa's pooler_hidden_act is GELU by default")  # fmt: skip
-XLNET = Head("the last token", "dense + tanh (SequenceSummary), dropout, linear", "last_token", False,
-             "XLNet pads on the left and reads position -1; poolbench has no dense + tanh after it")  # fmt: skip
-BART = Head("the decoder's state at the last <eos> token", "dense, tanh, dropout, linear", "last_token", False,
-            "an encoder-decoder: poolbench pools encoder states only")  # fmt: skip
-LAST = Head("the last non-padding token", "linear (`score`)", "last_token", True,
-            "the model finds the last token through config.pad_token_id (without one, one text at a time); its "
-            "`score` layer has no bias, poolbench's classifier has one")  # fmt: skip
+ELECTRA = Head(
+    FIRST,
+    "dropout, dense, GELU, dropout, linear (ElectraClassificationHead)",
+    "roberta_head",
+    False,
+    "poolbench's roberta_head uses tanh where ELECTRA uses GELU",
+)
+DISTILBERT = Head(
+    FIRST,
+    "dense (pre_classifier), ReLU, dropout, linear",
+    "pooler",
+    False,
+    "poolbench's pooler uses tanh where DistilBERT uses ReLU",
+)
+DEBERTA = Head(
+    FIRST,
+    "dropout, dense, activation (ContextPooler), dropout, linear",
+    "pooler",
+    False,
+    "poolbench's pooler uses tanh; DeBERTa's pooler_hidden_act is GELU by default",
+)
+XLNET = Head(
+    "the last token",
+    "dense + tanh (SequenceSummary), dropout, linear",
+    "last_token",
+    False,
+    "XLNet pads on the left and reads position -1; poolbench has no dense + tanh after it",
+)
+BART = Head(
+    "the decoder's state at the last <eos> token",
+    "dense, tanh, dropout, linear",
+    "last_token",
+    False,
+    "an encoder-decoder: poolbench pools encoder states only",
+)
+LAST = Head(
+    "the last non-padding token",
+    "linear (`score`)",
+    "last_token",
+    True,
+    "the model finds the last token through config.pad_token_id (without one, one text at a time); its "
+    "`score` layer has no bias, poolbench's classifier has one",
+)
 
 BERT_TYPES = ("bert", "albert", "megatron-bert", "nezha")
-ROBERTA_TYPES = ("roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet", "data2vec-text",
-                 "roberta-prelayernorm", "xmod")  # fmt: skip
-DECODER_TYPES = ("gpt2", "gpt_neo", "gptj", "gpt_neox", "gpt_bigcode", "llama", "mistral", "mixtral", "qwen2",
-                 "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3", "phi", "phi3", "opt", "bloom",
-                 "falcon", "starcoder2", "olmo", "olmo2", "stablelm", "mpt", "ctrl")  # fmt: skip
+ROBERTA_TYPES = (
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "mpnet",
+    "data2vec-text",
+    "roberta-prelayernorm",
+    "xmod",
+)
+DECODER_TYPES = (
+    "gpt2",
+    "gpt_neo",
+    "gptj",
+    "gpt_neox",
+    "gpt_bigcode",
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen2_moe",
+    "qwen3",
+    "qwen3_moe",
+    "gemma",
+    "gemma2",
+    "gemma3",
+    "phi",
+    "phi3",
+    "opt",
+    "bloom",
+    "falcon",
+    "starcoder2",
+    "olmo",
+    "olmo2",
+    "stablelm",
+    "mpt",
+    "ctrl",
+)
 HEADS: dict[str, Head] = {
     **dict.fromkeys(BERT_TYPES, BERT),
     **dict.fromkeys(ROBERTA_TYPES, ROBERTA),
@@ -75,9 +143,13 @@ def head_for(config) -> Head | None:
     if config.model_type == "modernbert":  # configurable: config.classifier_pooling is "cls" or "mean"
         how = getattr(config, "classifier_pooling", "cls")
         reads = "the mean of the real tokens" if how == "mean" else FIRST
-        return Head(reads, "dense, activation, LayerNorm (ModernBertPredictionHead), dropout, linear",
-                    "mean" if how == "mean" else "cls", False,
-                    f"config.classifier_pooling={how!r}; poolbench has no dense+act+norm head on top")  # fmt: skip
+        return Head(
+            reads,
+            "dense, activation, LayerNorm (ModernBertPredictionHead), dropout, linear",
+            "mean" if how == "mean" else "cls",
+            False,
+            f"config.classifier_pooling={how!r}; poolbench has no dense+act+norm head on top",
+        )
     return HEADS.get(config.model_type)
 
 
@@ -124,8 +196,9 @@ def inspect_model(name_or_path: str) -> Report:
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(name_or_path)
-    report = Report(name_or_path, config.model_type, list(getattr(config, "architectures", None) or []),
-                    head_for(config))  # fmt: skip
+    report = Report(
+        name_or_path, config.model_type, list(getattr(config, "architectures", None) or []), head_for(config)
+    )
     folder = Path(name_or_path)
     if not folder.is_dir():  # a hub name: the cached snapshot, if any
         try:

@@ -156,9 +156,14 @@ class TextClassificationDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         rank, world = self._shard()
         sampler = EpochSeededSampler(
-            self._lengths("train"), self.batch_size, self.seed, self.group_by_length, self._batches_done_in_epoch,
-            rank=rank, num_replicas=world,
-        )  # fmt: skip
+            self._lengths("train"),
+            self.batch_size,
+            self.seed,
+            self.group_by_length,
+            self._batches_done_in_epoch,
+            rank=rank,
+            num_replicas=world,
+        )
         return self._loader("train", self.batch_size, loader=ResumableLoader, sampler=sampler)
 
     def _batches_done_in_epoch(self) -> int:

@@ -136,12 +136,16 @@ def _parser_message(message: str) -> str:
     fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
     if fields:
         expected, line, saw = fields.groups()
-        return (f"line {line}: {saw} fields where the header has {expected} (a separator inside a text needs the "
-                "text in double quotes)")  # fmt: skip
+        return (
+            f"line {line}: {saw} fields where the header has {expected} (a separator inside a text needs the "
+            "text in double quotes)"
+        )
     quote = re.search(r"EOF inside string starting at row (\d+)", message)
     if quote:
-        return (f"line {int(quote.group(1)) + 1}: a double quote opens a text that never closes: it swallows the "
-                "rest of the file (close it, or double the quotes inside a text)")  # fmt: skip
+        return (
+            f"line {int(quote.group(1)) + 1}: a double quote opens a text that never closes: it swallows the "
+            "rest of the file (close it, or double the quotes inside a text)"
+        )
     return f"not a readable table: {message.strip()}"
 
 

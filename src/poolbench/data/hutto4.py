@@ -52,8 +52,10 @@ class Hutto4DataModule(TextClassificationDataModule):
         self.split_seed = split_seed
         self.fractions = tuple(fractions)
         chosen = domain_list(domains, "data.domains")
-        self.split_domains = {"train": domain_list(train_domains, "data.train_domains") or chosen,
-                              "test": domain_list(test_domains, "data.test_domains") or chosen}  # fmt: skip
+        self.split_domains = {
+            "train": domain_list(train_domains, "data.train_domains") or chosen,
+            "test": domain_list(test_domains, "data.test_domains") or chosen,
+        }
         self.split_domains["val"] = self.split_domains["train"]
 
     def prepare_data(self) -> None:

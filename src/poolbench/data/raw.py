@@ -62,8 +62,10 @@ def map_labels(raw: dict[str, RawSplit], label_names: list[str] | None, num_labe
             raise DataError(f"num_labels={n_expected} disagrees with the {len(label_names)} label names {label_names}")
         n_expected = len(label_names)
     train_ids = None if strings or n_expected is not None else {_as_id(y) for y in raw["train"].labels} - {None}
-    mapped = {name: _ids(split, label_names, strings, n_expected, train_ids, raw["train"].origin)
-              for name, split in raw.items()}  # fmt: skip
+    mapped = {
+        name: _ids(split, label_names, strings, n_expected, train_ids, raw["train"].origin)
+        for name, split in raw.items()
+    }
     if n_expected is None:
         n_expected = max(mapped["train"]) + 1
     if len(set(mapped["train"])) < 2:
@@ -102,8 +104,10 @@ def _label_form(split: RawSplit) -> str | None:
     """``name`` (strings), ``id`` (numbers) or ``None`` (no labels); empty labels and a mix are errors."""
     for i, y in enumerate(split.labels):
         if y is None or (isinstance(y, str) and not y.strip()) or (isinstance(y, float) and y != y):
-            raise DataError(f"{split.origin}: {split.where(i)}: empty label in column {split.label_column!r}"
-                            " (a row with fewer fields than the header?)")  # fmt: skip
+            raise DataError(
+                f"{split.origin}: {split.where(i)}: empty label in column {split.label_column!r}"
+                " (a row with fewer fields than the header?)"
+            )
     kinds = {isinstance(y, str) for y in split.labels}
     if len(kinds) > 1:
         first = split.labels[0]

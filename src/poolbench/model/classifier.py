@@ -260,8 +260,11 @@ class PoolingClassifier(pl.LightningModule):
             ]
         params = [p for g in groups for p in g["params"]]
         # fp16 needs a gradient scaler, whose unscaling a fused optimizer does itself: not with Lightning's clipping
-        self._fused = (self.hparams.fused_optimizer and "16-mixed" != str(self.trainer.precision)
-                       and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params))  # fmt: skip
+        self._fused = (
+            self.hparams.fused_optimizer
+            and "16-mixed" != str(self.trainer.precision)
+            and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
+        )
         fused = self._fused
         optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=self.hparams.lr, fused=fused or None)
         total = max(int(self.trainer.estimated_stepping_batches), 1)

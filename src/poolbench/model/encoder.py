@@ -56,15 +56,19 @@ def locate_problem(name_or_path: str) -> str | None:
     path = Path(str(name_or_path)).expanduser()
     if path.exists():
         if not (path.is_dir() and (path / "config.json").is_file()):
-            return (f"{str(name_or_path)!r} has no config.json: not a Hugging Face model folder (save one with "
-                    "model.save_pretrained(folder) and tokenizer.save_pretrained(folder))")  # fmt: skip
+            return (
+                f"{str(name_or_path)!r} has no config.json: not a Hugging Face model folder (save one with "
+                "model.save_pretrained(folder) and tokenizer.save_pretrained(folder))"
+            )
         return None
     if str(name_or_path).startswith(("/", ".", "~")) or str(name_or_path).count("/") > 1:
         return f"folder {str(name_or_path)!r} does not exist"
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") and not _cached(str(name_or_path)):
-        return (f"{str(name_or_path)!r} is a hub name that is not in the local Hugging Face cache, and the hub is "
-                "offline (HF_HUB_OFFLINE=1): download it once where there is network (huggingface-cli download "
-                f"{name_or_path}) or pass a local folder")  # fmt: skip
+        return (
+            f"{str(name_or_path)!r} is a hub name that is not in the local Hugging Face cache, and the hub is "
+            "offline (HF_HUB_OFFLINE=1): download it once where there is network (huggingface-cli download "
+            f"{name_or_path}) or pass a local folder"
+        )
     return None
 
 
@@ -160,9 +164,14 @@ def toy_roberta_tokenizer(vocab_size: int = 1000, cache_dir: str | None = None):
 
 def _special_kwargs() -> dict[str, str]:
     return dict(
-        bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-        unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
-    )  # fmt: skip
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
+    )
 
 
 def detach_pooler(encoder: nn.Module) -> nn.Module | None:

@@ -27,8 +27,10 @@ def build(cfg: DictConfig, choices: dict, loggers: list) -> tuple:
     model = build_model(cfg, datamodule.num_labels, datamodule.label_names, encoder_name=str(choices["encoder"]))
     if cfg.encoder.freeze and cfg.encoder.cache_features:
         if model.layers.all_layers:
-            log.info("layers=%s reads several layers: token states are not cached; the encoder runs in every step",
-                     choices["layers"])  # fmt: skip
+            log.info(
+                "layers=%s reads several layers: token states are not cached; the encoder runs in every step",
+                choices["layers"],
+            )
         else:
             from poolbench.model.features import cached_token_states
 

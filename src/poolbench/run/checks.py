@@ -94,14 +94,21 @@ def problems(cfg: DictConfig) -> list[str]:
     problem = locate_problem(str(name)) if name else None
     check(problem is None, "encoder.name_or_path", problem or "")
     positions = facts.get("positions")
-    check(not (isinstance(length, int) and positions and length > positions), "data.max_length",
-          f"{length} is more than the encoder's {positions} positions (choose at most {positions})")  # fmt: skip
+    check(
+        not (isinstance(length, int) and positions and length > positions),
+        "data.max_length",
+        f"{length} is more than the encoder's {positions} positions (choose at most {positions})",
+    )
     if problem is None and facts.get("vocab") and value("encoder.tokenizer") is not None:
         size = tokenizer_size(OmegaConf.to_container(cfg.encoder.tokenizer, resolve=True))
-        check(isinstance(size, int) and size <= facts["vocab"], "encoder.tokenizer",
-              f"{size} tokens, but the encoder's embeddings have {facts['vocab']}: token ids past {facts['vocab'] - 1}"
-              " would fail in the middle of training (use the encoder's own tokenizer)" if isinstance(size, int)
-              else f"could not be loaded: {size}")  # fmt: skip
+        check(
+            isinstance(size, int) and size <= facts["vocab"],
+            "encoder.tokenizer",
+            f"{size} tokens, but the encoder's embeddings have {facts['vocab']}: token ids past {facts['vocab'] - 1}"
+            " would fail in the middle of training (use the encoder's own tokenizer)"
+            if isinstance(size, int)
+            else f"could not be loaded: {size}",
+        )
 
     # the poolers' and layer selectors' own parameters, against the encoder's sizes where they are known
     hidden, num_layers = facts.get("hidden"), facts.get("layers")
@@ -113,17 +120,26 @@ def problems(cfg: DictConfig) -> list[str]:
         return v if ok else None
 
     heads = positive_int("pooling.num_heads")
-    check(not (heads and hidden and hidden % heads), "pooling.num_heads",
-          f"{heads} does not divide the encoder's hidden size {hidden}")  # fmt: skip
+    check(
+        not (heads and hidden and hidden % heads),
+        "pooling.num_heads",
+        f"{heads} does not divide the encoder's hidden size {hidden}",
+    )
     positive_int("pooling.hops")
     positive_int("pooling.attention_dim")
     penalty = value("pooling.penalty_weight")
     weight = number("pooling.penalty_weight")
-    check(penalty is None or (weight is not None and weight >= 0), "pooling.penalty_weight",
-          f"must be a number >= 0, got {penalty!r}")  # fmt: skip
+    check(
+        penalty is None or (weight is not None and weight >= 0),
+        "pooling.penalty_weight",
+        f"must be a number >= 0, got {penalty!r}",
+    )
     k = positive_int("layers.k")
-    check(not (k and num_layers and k > num_layers), "layers.k",
-          f"{k} is more than the encoder's {num_layers} layers (choose 1 <= k <= {num_layers})")  # fmt: skip
+    check(
+        not (k and num_layers and k > num_layers),
+        "layers.k",
+        f"{k} is more than the encoder's {num_layers} layers (choose 1 <= k <= {num_layers})",
+    )
     return found
 
 
@@ -149,8 +165,12 @@ def encoder_facts(cfg: DictConfig) -> dict:
     return facts
 
 
-SIZE_KEYS = {"hidden_size": "hidden", "num_hidden_layers": "layers", "max_position_embeddings": "positions",
-             "vocab_size": "vocab"}  # fmt: skip
+SIZE_KEYS = {
+    "hidden_size": "hidden",
+    "num_hidden_layers": "layers",
+    "max_position_embeddings": "positions",
+    "vocab_size": "vocab",
+}
 
 
 @functools.lru_cache(maxsize=16)

@@ -109,8 +109,10 @@ def write_outputs(rec: RunRecord, job: Job, model, datamodule, trainer: pl.Train
     from poolbench.analysis.explain import record_examples
 
     names, texts = datamodule.label_names, datamodule.raw["test"].texts
-    rows = [{**r, "label_name": names[r["label"]], "pred_name": names[r["pred"]], "text": texts[r["idx"]]}
-            for r in sorted(model.test_predictions, key=lambda r: r["idx"])]  # fmt: skip
+    rows = [
+        {**r, "label_name": names[r["label"]], "pred_name": names[r["pred"]], "text": texts[r["idx"]]}
+        for r in sorted(model.test_predictions, key=lambda r: r["idx"])
+    ]
     record.write_predictions(job.output_dir, rows)
     (job.output_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # only needed to resume
     rec.status, rec.epochs, rec.global_step = "finished", trainer.current_epoch, trainer.global_step
@@ -149,9 +151,16 @@ class Job:
         multirun = hydra_cfg.mode == RunMode.MULTIRUN
         # the config groups of this config (data, encoder, pooling, ...), with the choice made for each
         choices = {g: c for g, c in hydra_cfg.runtime.choices.items() if "/" not in g and g in cfg}
-        return cls(cfg, hydra_cfg, Path(cfg.paths.output_dir), choices, record.scrub(run_name(hydra_cfg)),
-                   str(hydra_cfg.sweep.dir) if multirun else None, distributed.is_rank_zero(),
-                   distributed.set_threads(hydra_cfg))  # fmt: skip
+        return cls(
+            cfg,
+            hydra_cfg,
+            Path(cfg.paths.output_dir),
+            choices,
+            record.scrub(run_name(hydra_cfg)),
+            str(hydra_cfg.sweep.dir) if multirun else None,
+            distributed.is_rank_zero(),
+            distributed.set_threads(hydra_cfg),
+        )
 
     @property
     def multirun(self) -> bool:
@@ -176,8 +185,9 @@ class Job:
     def open_loggers(self, rec: RunRecord) -> list:
         """The job's loggers, first of all: a job that fails while loading its data still has a W&B run, marked
         failed. The run's id is kept in the record, so that a resumed job logs into the same run."""
-        loggers = tracking.build_loggers(self.cfg.logger, self.logged_config(), self.name or None, self.group,
-                                         rec.wandb_id)  # fmt: skip
+        loggers = tracking.build_loggers(
+            self.cfg.logger, self.logged_config(), self.name or None, self.group, rec.wandb_id
+        )
         if self.rank_zero:
             rec.wandb_id = tracking.run_id(loggers)
         return loggers

@@ -81,8 +81,11 @@ class Preemption(pl.Callback):
             pending = trainer.strategy.reduce_boolean_decision(pending, all=False)
         if pending:
             self.pending = self.pending or (SIGNAL, None)
-            log.warning("preempted or timed out: saving %s at step %d, then requeueing",
-                        self.checkpoint_path, trainer.global_step)  # fmt: skip
+            log.warning(
+                "preempted or timed out: saving %s at step %d, then requeueing",
+                self.checkpoint_path,
+                trainer.global_step,
+            )
             trainer.save_checkpoint(self.checkpoint_path)
             self._hand_over()
 

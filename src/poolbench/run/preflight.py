@@ -34,9 +34,14 @@ def preflight(cfg: DictConfig, job) -> None:
     print(f"[poolbench check] {title}: " + ("OK" if not found else f"{len(found)} problem(s)"))
     print("\n".join(["  " + line for line in lines] + ["  problem: " + p for p in found]), flush=True)
     if job.multirun:
-        rec = RunRecord(status="failed" if found else "checked", choices=job.choices, overrides=job.name,
-                        output_dir=str(job.output_dir), error="; ".join(found) or None,
-                        user_error=bool(found) or None)  # fmt: skip
+        rec = RunRecord(
+            status="failed" if found else "checked",
+            choices=job.choices,
+            overrides=job.name,
+            output_dir=str(job.output_dir),
+            error="; ".join(found) or None,
+            user_error=bool(found) or None,
+        )
         RecordWriter(job.output_dir / "results.json").write(rec)
     elif found:
         print(f"poolbench: {len(found)} problem(s) found; nothing was trained", file=sys.stderr)
@@ -49,8 +54,10 @@ def _data(cfg: DictConfig) -> list[str]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     labels = {s: datamodule.splits[s]["labels"] for s in datamodule.splits}
-    return [f"data: {cfg.data._target_.rsplit('.', 1)[-1]}, {datamodule.num_labels} classes, class counts:",
-            *("  " + line for line in datamodule.class_count_table(labels).splitlines())]  # fmt: skip
+    return [
+        f"data: {cfg.data._target_.rsplit('.', 1)[-1]}, {datamodule.num_labels} classes, class counts:",
+        *("  " + line for line in datamodule.class_count_table(labels).splitlines()),
+    ]
 
 
 def _encoder(cfg: DictConfig) -> list[str]:
@@ -58,6 +65,8 @@ def _encoder(cfg: DictConfig) -> list[str]:
     c = encoder.config
     params = sum(p.numel() for p in encoder.parameters())
     kind = "pretrained" if cfg.encoder.pretrained else "randomly initialised, NOT pretrained"
-    return [f"encoder: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
-            f"{c.max_position_embeddings} positions, vocabulary {c.vocab_size}, {params / 1e6:.1f}M parameters "
-            f"({kind})"]  # fmt: skip
+    return [
+        f"encoder: {c.model_type}, {c.num_hidden_layers} layers, hidden {c.hidden_size}, "
+        f"{c.max_position_embeddings} positions, vocabulary {c.vocab_size}, {params / 1e6:.1f}M parameters "
+        f"({kind})"
+    ]

@@ -63,8 +63,10 @@ def summarize(sweep_dir: Path) -> tuple[str, int, int]:
     """A one-screen table of the sweep's jobs from their records; the number that did not finish, and how many of
     those failed with the user's error (config, data, encoder)."""
     rows, bad, users = [], 0, 0
-    jobs = sorted((p for p in sweep_dir.iterdir() if p.is_dir() and (p / record.RESULTS).exists()),
-                  key=lambda p: (len(p.name), p.name))  # fmt: skip
+    jobs = sorted(
+        (p for p in sweep_dir.iterdir() if p.is_dir() and (p / record.RESULTS).exists()),
+        key=lambda p: (len(p.name), p.name),
+    )
     for job in jobs:
         rec = RunRecord.load(job)
         if rec.status == "checked":  # check_only=true
