@@ -139,7 +139,7 @@ def _write_conf(folder: Path) -> Path:
                 "JobAcctGatherType=jobacct_gather/none",
                 "AccountingStorageType=accounting_storage/none",
                 "ReturnToService=2",
-            "SlurmdParameters=config_overrides",
+                "SlurmdParameters=config_overrides",
                 "SlurmdTimeout=60",
                 "MinJobAge=600",  # finished jobs stay visible to squeue/scontrol for the tests' checks
                 "KillWait=30",
