@@ -5,9 +5,11 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import torch
 from conftest import CONF, pooler_configs
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, get_method, instantiate
+from omegaconf import OmegaConf
 from torch import nn
 
 from poolbench.model import attention, poolers
@@ -21,11 +23,12 @@ def test_every_pooler_class_has_its_config_and_every_config_its_class():
                if issubclass(cls, nn.Module) and cls.__module__ == module.__name__ and cls.__name__.endswith("Pooling")
                and cls is not poolers.FixedPooling}  # fmt: skip
     configured = pooler_configs()
-    assert set(configured.values()) == defined and len(configured) == len(defined) == 12
+    assert set(configured.values()) == defined and len(configured) == len(defined)  # one config per class
+    assert {"cls", "pooler", "mean", "max", "attention"} <= set(configured)  # the README's core five
 
 
 def test_the_groups_users_rely_on_exist():
-    assert GROUPS["layers"] == ["last", "last4_concat", "last4_mean", "scalar_mix"]
+    assert {"last", "last4_concat", "last4_mean", "scalar_mix"} <= set(GROUPS["layers"])
     assert {"minilm", "bert_base", "roberta_base", "tiny_bert", "tiny_roberta"} <= set(GROUPS["encoder"])
     assert {"hutto4", "csv", "hub"} <= set(GROUPS["data"])
     assert {"wandb", "csv", "none"} <= set(GROUPS["logger"])
@@ -34,7 +37,8 @@ def test_the_groups_users_rely_on_exist():
 @pytest.mark.parametrize("encoder", GROUPS["encoder"])
 def test_encoder_configs(compose, encoder):
     cfg = compose([f"encoder={encoder}"])
-    assert isinstance(cfg.encoder.pretrained, bool)
+    # what tables and warnings say about the weights: only the tiny test encoders are random
+    assert cfg.encoder.pretrained is (not encoder.startswith("tiny_"))
     if encoder in ONLINE_ENCODERS:
         assert callable(get_method(cfg.encoder.model._target_))
         assert cfg.encoder.trust_remote_code is False
@@ -57,19 +61,24 @@ def test_pooling_configs(compose, pooling):
 @pytest.mark.parametrize("layers", GROUPS["layers"])
 def test_layers_configs(compose, layers):
     selector = instantiate(compose([f"layers={layers}"]).layers)(hidden_size=16, num_layers=6)
-    assert selector.out_features in (16, 64) and selector.all_layers == (layers != "last")
+    states = tuple(torch.full((2, 5, 16), float(i)) for i in range(7))  # embeddings + 6 layers, layer i filled with i
+    out = selector(states)
+    assert out.shape == (2, 5, selector.out_features)  # what the pooler is built for is what it gets
+    assert selector.all_layers == (layers != "last")  # only `last` lets a frozen run cache its token states
+    first = {"last": 6.0, "last4_mean": 4.5, "last4_concat": 6.0, "scalar_mix": 3.0}[layers]  # scalar_mix: the mean
+    assert out[0, 0, 0].item() == pytest.approx(first)
 
 
 @pytest.mark.parametrize("data", GROUPS["data"])
 def test_data_configs(compose, data, csv_data):
     extra = {"csv": [f"data.train={csv_data['train']}"], "hub": ["data.name=SetFit/sst5"]}.get(data, [])
-    cfg = compose([f"data={data}", *extra])
+    cfg = compose([f"data={data}", *extra, "data.batch_size=8", "data.max_length=40"])
     dm = instantiate(cfg.data, tokenizer=None)
-    assert dm.batch_size == 16 and dm.max_length > 0
+    assert (dm.batch_size, dm.max_length) == (8, 40)  # the shared data keys reach every data module
 
 
 @pytest.mark.parametrize("group", ["model", "trainer", "callbacks", "logger", "paths"])
-def test_other_groups(compose, group, tmp_path):
+def test_other_groups(compose, group, tmp_path, monkeypatch):
     for choice in GROUPS[group]:
         cfg = compose([f"{group}={choice}"])
         node = cfg.get(group)
@@ -80,8 +89,12 @@ def test_other_groups(compose, group, tmp_path):
         elif group in ("callbacks", "logger"):
             for sub in (node or {}).values():
                 assert isinstance(instantiate(sub), get_class(sub._target_))
-        else:
-            assert node.cache_dir
+        else:  # the cache every run shares: ~/.cache/poolbench, or where POOLBENCH_CACHE says
+            paths = OmegaConf.load(CONF / "paths" / f"{choice}.yaml")
+            monkeypatch.delenv("POOLBENCH_CACHE", raising=False)
+            assert paths.cache_dir == "~/.cache/poolbench"
+            monkeypatch.setenv("POOLBENCH_CACHE", str(tmp_path / "shared"))
+            assert paths.cache_dir == str(tmp_path / "shared")
 
 
 def test_default_is_the_offline_main_job(compose):
