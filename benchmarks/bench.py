@@ -7,7 +7,8 @@
     python benchmarks/bench.py profile        # where one default epoch's time goes (torch.profiler)
     python benchmarks/bench.py speed          # the issue-17 set: profile, epochs (fused or not, bf16/fp32), sweeps
 
-On a CUDA machine the same commands run on the GPU (bf16-mixed; peaks measured on the GPU).
+On a CUDA machine the same commands run on the GPU, and every result says which device it was measured on
+(``device``; the profile counts the kernels' time on the device). Without one they run on the CPU and say so.
 
 Every variant runs in a fresh process so that its peak memory (d) is its own. Results are printed as JSON
 lines and, for ``all``, as the Markdown table pasted into benchmarks/README.md. Ratios, not absolute times,
@@ -43,6 +44,23 @@ def device() -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def device_name() -> str:
+    """What the figures were measured on: the GPU's name, or "cpu" and the CPU's."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {machine()['cpu']}"
+
+
+def sync() -> None:
+    """Wait for the device (CUDA runs asynchronously): a timing then covers the work, not its launch."""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def matmul_peak_gflops(precision: str = "32-true", n: int = 2048, repeats: int = 10) -> float:
@@ -106,6 +124,7 @@ def bench_step(args) -> None:
         "token_type_ids": enc["token_type_ids"],
         "labels": torch.arange(args.batch_size) % 4,
     }
+    dev = device()
     path = packaged_minilm_path()
 
     class StepTimer(pl.Callback):
@@ -113,6 +132,7 @@ def bench_step(args) -> None:
             self.times, self.last = [], None
 
         def on_train_batch_end(self, *a):
+            sync()
             now = time.perf_counter()
             if self.last is not None:
                 self.times.append(now - self.last)
@@ -122,21 +142,23 @@ def bench_step(args) -> None:
         model = PoolingClassifier(from_pretrained(path), DenseTanhPooling, num_labels=4, warmup_ratio=0.0)
         timer = StepTimer()
         trainer = pl.Trainer(
-            max_steps=n + 1, accelerator="cpu", precision=precision, logger=False, enable_checkpointing=False,
+            max_steps=n + 1, accelerator=dev, precision=precision, logger=False, enable_checkpointing=False,
             enable_progress_bar=False, enable_model_summary=False, callbacks=[timer], limit_val_batches=0,
         )  # fmt: skip
         trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch] * (n + 1), batch_size=None))
         return timer.times
 
     def plain_steps(n: int) -> list[float]:
-        model = BertForSequenceClassification.from_pretrained(path, num_labels=4).train()
+        model = BertForSequenceClassification.from_pretrained(path, num_labels=4).train().to(dev)
         opt = torch.optim.AdamW(model.parameters(), lr=5e-5)
+        on_device = {k: v.to(dev) for k, v in batch.items()}
         times, last = [], None
         for _ in range(n + 1):
-            loss = model(**batch).loss
+            loss = model(**on_device).loss
             loss.backward()
             opt.step()
             opt.zero_grad()
+            sync()
             now = time.perf_counter()
             if last is not None:
                 times.append(now - last)
@@ -151,6 +173,7 @@ def bench_step(args) -> None:
     med = {k: statistics.median(v) for k, v in runs.items()}
     emit(
         bench="step",
+        device=device_name(),
         batch_size=args.batch_size,
         length=args.length,
         median_step_s=med,
@@ -185,7 +208,7 @@ def bench_epoch(args) -> None:
     emit(
         bench="epoch",
         variant=args.variant,
-        device=device(),
+        device=device_name(),
         fused_adamw=args.fused if args.variant == "poolbench" else False,
         precision=precision,
         examples=n,
@@ -196,18 +219,29 @@ def bench_epoch(args) -> None:
         useful_gflops=flops / seconds / 1e9,
         matmul_peak_gflops=peak,  # of the precision used
         fraction_of_peak=flops / seconds / 1e9 / peak,
-        estimated_ablation_hours=ablation_hours(seconds, n, len(train)) if args.variant == "poolbench" else None,
+        estimated_ablation_hours=ablation_hours(seconds, n, dm) if args.variant == "poolbench" else None,
     )
 
 
-def ablation_hours(seconds: float, n: int, train_size: int, jobs: int = 36, epochs: int = 2) -> float:
-    """The wall time of a full ablation (12 poolers x 3 seeds, fine-tuned, the default 2 epochs) from a measured
-    training pass over ``n`` of the ``train_size`` examples: per job, its epochs, one validation pass per epoch and
-    the test (forward passes over 1,920 texts each, a third of a training step's cost per text), and a fixed 20 s
-    (start-up, loading, checkpoints)."""
-    epoch = seconds * train_size / n
-    evaluation = epoch * 1920 / train_size / 3
-    return jobs * (epochs * (epoch + evaluation) + evaluation + 20) / 3600
+FORWARD_SHARE = 1 / 3  # an evaluation pass costs a forward: 2 of the 6 FLOPs per weight and token of a step
+STARTUP_S = 20  # a job's fixed cost here: importing the stack (~6 s), loading encoder and data, checkpoints
+
+
+def ablation_hours(seconds: float, n: int, dm, jobs: int | None = None, epochs: int | None = None) -> float:
+    """The wall time of the fine-tuned ablation of README "Sweeps" (every ``conf/pooling`` choice x 3 seeds, at the
+    default ``trainer.max_epochs``) from a measured training pass over ``n`` examples of ``dm``'s training split:
+    per job, its epochs, one validation pass per epoch, the test, and ``STARTUP_S``."""
+    from omegaconf import OmegaConf
+
+    if jobs is None:
+        jobs = 3 * len(list((ROOT / "conf" / "pooling").glob("*.yaml")))
+    if epochs is None:
+        epochs = OmegaConf.load(ROOT / "conf" / "trainer" / "default.yaml").max_epochs
+    sizes = {split: len(dm.splits[split]) for split in ("train", "val", "test")}
+    per_text = seconds / n
+    epoch = per_text * sizes["train"]
+    val, test = (per_text * FORWARD_SHARE * sizes[s] for s in ("val", "test"))
+    return jobs * (epochs * (epoch + val) + test + STARTUP_S) / 3600
 
 
 def poolbench_epoch(dm, path, n, args):
@@ -256,7 +290,7 @@ def trainer_epoch(tokenizer, train, path, args):
         targs = TrainingArguments(
             output_dir=out, per_device_train_batch_size=32, num_train_epochs=1, learning_rate=5e-5,
             warmup_steps=0.1, weight_decay=0.01, report_to=[], save_strategy="no", logging_strategy="no",
-            use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0,
+            use_cpu=device() == "cpu", dataloader_num_workers=0, disable_tqdm=True, seed=0,
         )  # fmt: skip
         trainer = Trainer(
             model=model,
@@ -275,7 +309,8 @@ def fixed_epoch(tokenizer, train, path, args):
     import torch
     from transformers import BertForSequenceClassification
 
-    model = BertForSequenceClassification.from_pretrained(path, num_labels=4).train()
+    dev = device()
+    model = BertForSequenceClassification.from_pretrained(path, num_labels=4).train().to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5)
     order = torch.randperm(len(train)).tolist()
     real = total = 0
@@ -283,13 +318,15 @@ def fixed_epoch(tokenizer, train, path, args):
     for start in range(0, len(order), 32):
         rows = train.select(order[start : start + 32])
         enc = tokenizer.pad({"input_ids": rows["input_ids"]}, padding="max_length", max_length=128, return_tensors="pt")
-        labels = torch.tensor(rows["labels"])
-        loss = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"], labels=labels).loss
+        labels = torch.tensor(rows["labels"], device=dev)
+        ids, mask = enc["input_ids"].to(dev), enc["attention_mask"].to(dev)
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
         loss.backward()
         opt.step()
         opt.zero_grad()
         real += int(enc["attention_mask"].sum())
         total += enc["attention_mask"].numel()
+    sync()
     return real, time.perf_counter() - t0, total
 
 
@@ -367,9 +404,12 @@ def bench_profile(args) -> None:
             (k for k, keys in CATEGORIES if any(s.lower() in name for s in keys)),
             "other (Lightning, Python, small ops)",
         )
-        shares[kind] = shares.get(kind, 0.0) + event.self_cpu_time_total / 1e6
+        # on a GPU the kernels' own time on the device; on a CPU the CPU's
+        spent = event.self_device_time_total if device() == "cuda" else event.self_cpu_time_total
+        shares[kind] = shares.get(kind, 0.0) + spent / 1e6
     total = sum(shares.values())
-    emit(bench="profile", precision=args.precision, steps=args.steps + 5, wall_seconds=wall, profiled_seconds=total,
+    emit(bench="profile", device=device_name(), time_counted="device" if device() == "cuda" else "cpu",
+         precision=args.precision, steps=args.steps + 5, wall_seconds=wall, profiled_seconds=total,
          share={k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])})  # fmt: skip
 
 
@@ -420,6 +460,7 @@ def machine() -> dict:
                 if ln.startswith("model name")), platform.processor())  # fmt: skip
     return {
         "cpu": cpu,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
