@@ -128,6 +128,15 @@ def single_process_val_f1(run_dir: Path) -> float:
     return trainer.validate(model, datamodule=datamodule, verbose=False)[0]["val/f1_macro"]
 
 
+def tiny_bert(**sizes):
+    """The tiny random BERT of ``encoder=tiny_bert`` (NOT pretrained), built from its YAML (the one home of its
+    sizes), with ``sizes`` changed."""
+    import yaml
+    from hydra.utils import instantiate
+
+    return instantiate({**yaml.safe_load((CONF / "encoder" / "tiny_bert.yaml").read_text())["model"], **sizes})
+
+
 def pooler_configs() -> dict[str, type]:
     """Every `pooling=` choice (conf/pooling/*.yaml) and the class its `_target_` names."""
     import yaml

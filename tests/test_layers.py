@@ -6,10 +6,9 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import pooler_configs
+from conftest import pooler_configs, tiny_bert
 
 from poolbench.model.classifier import PoolingClassifier
-from poolbench.model.encoder import random_bert
 from poolbench.model.layers import LastLayer, LastLayersConcat, LastLayersMean, ScalarMix
 from poolbench.model.poolers import MeanPooling
 
@@ -17,7 +16,7 @@ from poolbench.model.poolers import MeanPooling
 @pytest.fixture
 def states():
     torch.manual_seed(0)
-    encoder = random_bert(num_hidden_layers=4).eval()
+    encoder = tiny_bert(num_hidden_layers=4).eval()
     ids, mask = torch.randint(5, 1000, (2, 6)), torch.tensor([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 1, 1]])
     out = encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
     return encoder, ids, mask, out.hidden_states  # embeddings + 4 layers

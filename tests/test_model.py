@@ -5,10 +5,11 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import tiny_bert
 from torch.utils.data import DataLoader
 
 from poolbench.model.classifier import PoolingClassifier
-from poolbench.model.encoder import from_pretrained, load_tokenizer, packaged_minilm_path, random_bert
+from poolbench.model.encoder import from_pretrained, load_tokenizer, packaged_minilm_path
 from poolbench.model.poolers import MeanPooling
 
 
@@ -63,7 +64,7 @@ def test_packaged_encoder_loads_offline_and_trains_with_dropout_active():
 
 def test_training_forward_is_stochastic_and_eval_is_not():
     torch.manual_seed(0)
-    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4)
+    model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4)
     ids, mask = torch.randint(5, 1000, (2, 6)), torch.ones(2, 6, dtype=torch.long)
     assert not torch.equal(model(ids, mask), model(ids, mask))  # dropout active after construction
     model.eval()
@@ -73,7 +74,7 @@ def test_training_forward_is_stochastic_and_eval_is_not():
 def test_freeze_is_a_linear_probe():
     path = packaged_minilm_path()
     torch.manual_seed(0)
-    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, freeze=True)
+    model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, freeze=True)
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
     head_before = model.classifier.weight.clone()
     probe = Probe()
@@ -85,7 +86,7 @@ def test_freeze_is_a_linear_probe():
 
 
 def test_no_weight_decay_on_biases_and_layernorm():
-    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, weight_decay=0.1)
+    model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, weight_decay=0.1)
     trainer = pl.Trainer(max_steps=10, logger=False, accelerator="cpu")
     model.trainer = trainer
     opt = model.configure_optimizers()["optimizer"]
@@ -101,7 +102,7 @@ def test_head_lr_applies_to_layer_mix_pooler_and_classifier_only():
     from poolbench.model.attention import AttentionPooling
     from poolbench.model.layers import ScalarMix
 
-    model = PoolingClassifier(random_bert(), AttentionPooling, num_labels=4, layers=ScalarMix, lr=5e-5, head_lr=1e-3)
+    model = PoolingClassifier(tiny_bert(), AttentionPooling, num_labels=4, layers=ScalarMix, lr=5e-5, head_lr=1e-3)
     model.trainer = pl.Trainer(max_steps=10, logger=False, accelerator="cpu")
     opt = model.configure_optimizers()["optimizer"]
     lr_of = {id(p): g["initial_lr"] for g in opt.param_groups for p in g["params"]}  # peak lr (warm-up starts at 0)
@@ -113,10 +114,10 @@ def test_head_lr_applies_to_layer_mix_pooler_and_classifier_only():
 def test_checkpoint_pooler_is_detached_unless_pooling_pooler_uses_it():
     from poolbench.model.poolers import DenseTanhPooling
 
-    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4)
+    model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4)
     assert model.encoder.pooler is None  # not computed, and no parameters left without gradients
     assert not any(n.startswith("encoder.pooler") for n, _ in model.named_parameters())
-    encoder = random_bert()
+    encoder = tiny_bert()
     weight = encoder.pooler.dense.weight.clone()
     model = PoolingClassifier(encoder, DenseTanhPooling, num_labels=4)
     assert torch.equal(model.pooling.dense.weight, weight)
@@ -124,14 +125,14 @@ def test_checkpoint_pooler_is_detached_unless_pooling_pooler_uses_it():
 
 def test_frozen_checkpoints_hold_the_head_only_and_load_back(tmp_path):
     torch.manual_seed(0)
-    model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, freeze=True)
+    model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, freeze=True)
     trainer = fit(model, batches(load_tokenizer(packaged_minilm_path())), steps=2)
     path = tmp_path / "head.ckpt"
     trainer.save_checkpoint(path)
     saved = torch.load(path, weights_only=True)["state_dict"]
     assert saved and not any(k.startswith("encoder.") for k in saved)
     torch.manual_seed(0)
-    again = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, freeze=True)
+    again = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, freeze=True)
     again.load_state_dict(saved, strict=again.strict_loading)
     assert torch.equal(again.classifier.weight, model.classifier.weight)
 
@@ -143,7 +144,7 @@ def test_fused_and_plain_adamw_train_the_same_weights(precision):
     weights = {}
     for fused in (True, False):
         torch.manual_seed(0)
-        model = PoolingClassifier(random_bert(), MeanPooling, num_labels=4, warmup_ratio=0.0, lr=1e-3,
+        model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, warmup_ratio=0.0, lr=1e-3,
                                   fused_optimizer=fused)  # fmt: skip
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
         trainer = pl.Trainer(max_steps=6, accelerator="cpu", precision=precision, gradient_clip_val=0.5,

@@ -11,7 +11,7 @@ import time
 import lightning.pytorch as pl
 import pytest
 import yaml
-from conftest import ROOT, data_overrides, one_wandb_run_each, read_record, single_process_val_f1, wandb_ids
+from conftest import ROOT, data_overrides, one_wandb_run_each, read_record, single_process_val_f1, tiny_bert, wandb_ids
 from conftest import clean_env as env_for
 from conftest import sweep_records as jobs
 from conftest import train_cli as train
@@ -179,7 +179,6 @@ def test_the_preemption_signal_saves_at_the_end_of_the_step_then_hands_over(tmp_
     import torch
 
     from poolbench.model.classifier import PoolingClassifier
-    from poolbench.model.encoder import random_bert
     from poolbench.model.poolers import MeanPooling
     from poolbench.run.preemption import Preemption
 
@@ -204,7 +203,7 @@ def test_the_preemption_signal_saves_at_the_end_of_the_step_then_hands_over(tmp_
                              enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
                              callbacks=[SignalDuringStep(), Preemption(ckpt, armed=True)])  # fmt: skip
         with pytest.raises(SystemExit):
-            trainer.fit(PoolingClassifier(random_bert(), MeanPooling, num_labels=2), train_dataloaders=loader)
+            trainer.fit(PoolingClassifier(tiny_bert(), MeanPooling, num_labels=2), train_dataloaders=loader)
     finally:
         signal.signal(signal.SIGUSR2, previous)
     assert handed_over == [signal.SIGUSR2]  # submitit's handler ran once, after the save

@@ -96,39 +96,38 @@ def _loading(name_or_path: str, what: str):
         ) from err
 
 
-# the sizes of the tiny test encoders (the YAML files under conf/encoder/ can override each one)
-TINY_SIZES = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
-
-
-def random_bert(vocab_size: int = 30522, max_position_embeddings: int = 512, **sizes) -> nn.Module:
-    """A small randomly initialised BERT (NOT pretrained): for tests and smoke runs.
-
-    Args:
-        sizes: ``BertConfig`` sizes, on top of ``TINY_SIZES``.
-    """
+def random_bert(
+    *,
+    vocab_size: int,
+    hidden_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    intermediate_size: int,
+    max_position_embeddings: int,
+) -> nn.Module:
+    """A small randomly initialised BERT (NOT pretrained): for tests and smoke runs. Its sizes live in
+    ``conf/encoder/tiny_bert.yaml`` alone."""
+    sizes = dict(locals())
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(vocab_size=vocab_size, max_position_embeddings=max_position_embeddings, **TINY_SIZES | sizes)
-    return BertModel(config)
+    return BertModel(BertConfig(**sizes))
 
 
-def random_roberta(vocab_size: int = 1000, max_position_embeddings: int = 514, **sizes) -> nn.Module:
-    """A small randomly initialised RoBERTa (NOT pretrained), with RoBERTa's special-token ids.
-
-    Args:
-        sizes: ``RobertaConfig`` sizes, on top of ``TINY_SIZES``.
-    """
+def random_roberta(
+    *,
+    vocab_size: int,
+    hidden_size: int,
+    num_hidden_layers: int,
+    num_attention_heads: int,
+    intermediate_size: int,
+    max_position_embeddings: int,
+) -> nn.Module:
+    """A small randomly initialised RoBERTa (NOT pretrained), with RoBERTa's special-token ids. Its sizes live in
+    ``conf/encoder/tiny_roberta.yaml`` alone (``max_position_embeddings`` counts the padding id's offset)."""
+    sizes = dict(locals())
     from transformers import RobertaConfig, RobertaModel
 
-    config = RobertaConfig(
-        vocab_size=vocab_size,
-        max_position_embeddings=max_position_embeddings,  # RoBERTa's positions start after the padding id
-        pad_token_id=1,
-        bos_token_id=0,
-        eos_token_id=2,
-        **TINY_SIZES | sizes,
-    )
-    return RobertaModel(config)
+    return RobertaModel(RobertaConfig(pad_token_id=1, bos_token_id=0, eos_token_id=2, **sizes))
 
 
 def toy_roberta_tokenizer(vocab_size: int = 1000, cache_dir: str | None = None):
