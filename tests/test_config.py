@@ -110,3 +110,19 @@ def test_unknown_pooling_lists_the_available_ones(compose):
     assert "avg" in message
     for name in GROUPS["pooling"]:
         assert name in message
+
+
+def test_the_shared_data_keys_have_one_home_and_the_python_defaults_agree_with_it():
+    """conf/data/shared/loading.yaml holds the keys every data module shares; a data module built in Python without
+    Hydra gets the same values (the constructor's defaults are checked against it here, not written down twice)."""
+    import yaml
+
+    from poolbench.data.base import TextClassificationDataModule
+
+    shared = yaml.safe_load((CONF / "data" / "shared" / "loading.yaml").read_text())
+    for data in GROUPS["data"]:
+        own = yaml.safe_load((CONF / "data" / f"{data}.yaml").read_text())
+        assert "shared/loading@_here_" in own["defaults"] and not set(shared) & set(own), data
+    signature = inspect.signature(TextClassificationDataModule).parameters
+    python = {k: signature[k].default for k in shared if k != "cache_dir"}
+    assert python == {k: v for k, v in shared.items() if k != "cache_dir"}
