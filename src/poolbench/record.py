@@ -127,26 +127,6 @@ class RunRecord:
         return (self.error or self.status).splitlines()[0]
 
 
-class RecordWriter:
-    """Writes a job's record to its ``results.json`` (atomically, secrets masked) each time it changes."""
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-
-    def write(self, record: RunRecord) -> None:
-        record.write(self.path)
-
-
-class NoRecord(RecordWriter):
-    """The writer of DDP ranks other than zero: rank zero alone keeps the record."""
-
-    def __init__(self) -> None:
-        super().__init__(os.devnull)
-
-    def write(self, record: RunRecord) -> None:
-        pass
-
-
 def find(paths: list[str | os.PathLike]) -> list[Path]:
     """Every ``results.json`` under ``paths`` (folders searched recursively; job 2 before job 10), skipping the
     copies that W&B keeps in each run's ``wandb/`` folder."""

@@ -35,6 +35,7 @@ def run(cfg: DictConfig) -> float | None:
     Under DDP every rank runs this; only rank zero writes the record, the predictions and the W&B run.
     """
     job = Job.current(cfg)
+    job.threads = distributed.set_threads(job.hydra)  # jobs sharing a machine do not oversubscribe its cores
     if cfg.check_only:  # load and check everything, train nothing
         return preflight(cfg, job)
     plan = resume.plan(cfg.resume, job.output_dir) if job.rank_zero else resume.ResumePlan()
@@ -42,20 +43,22 @@ def run(cfg: DictConfig) -> float | None:
         return job.skip(plan.previous)
     checkpoint = distributed.resume_point(plan.checkpoint)
     rec = job.open_record(plan.previous, checkpoint)
-    writer = record.RecordWriter(job.output_dir / record.RESULTS) if job.rank_zero else record.NoRecord()
-    writer.write(rec)
+    job.save(rec)
     started, loggers = time.time(), []
     try:
         validate(cfg)
         pl.seed_everything(cfg.seed, workers=True)
         loggers = job.open_loggers(rec)
         datamodule, model, trainer = build(cfg, job.choices, loggers)
-        job.note_built(rec, model, trainer, loggers)
-        writer.write(rec)
+        job.note_built(rec, model, trainer)
+        job.save(rec)
         with distributed.job_ranks(job.hydra, job.output_dir, trainer.world_size > 1):
             rec.metrics, rec.best_checkpoint, rec.timings = fit_and_test(trainer, model, datamodule, checkpoint)
         if job.rank_zero:
-            write_outputs(rec, job, model, datamodule, trainer, loggers)
+            rows = write_predictions(job.output_dir, model, datamodule)
+            finish_record(rec, job.output_dir, model, datamodule, trainer)
+            track_outputs(loggers, rows, model, datamodule, job.output_dir)
+            announce(rec, job)
         return rec.metrics.get(cfg.optimized_metric)
     except Exception as err:
         err = disk_full(err, job.output_dir)
@@ -66,7 +69,7 @@ def run(cfg: DictConfig) -> float | None:
         raise
     finally:
         rec.timings["total_seconds"] = time.time() - started
-        write_last(writer, rec)
+        job.save(rec, last=True)
         if job.rank_zero:
             tracking.finish(rec.finished, job.output_dir)
 
@@ -76,14 +79,6 @@ def disk_full(err: Exception, output_dir: Path) -> Exception:
     if no_space(err) and user_error(err) is None:
         return DiskFullError(getattr(err, "filename", None) or output_dir, "the job's outputs")
     return err
-
-
-def write_last(writer: record.RecordWriter, rec: RunRecord) -> None:
-    """The record's last write; on a full disk the job's own outcome stands and the record keeps its last state."""
-    try:
-        writer.write(rec)
-    except DiskFullError as err:
-        log.error("could not update %s: %s", writer.path, err)
 
 
 def fit_and_test(trainer: pl.Trainer, model, datamodule, checkpoint: str | None) -> tuple[dict, str | None, dict]:
@@ -104,28 +99,42 @@ def fit_and_test(trainer: pl.Trainer, model, datamodule, checkpoint: str | None)
     return metrics, best or None, timings
 
 
-def write_outputs(rec: RunRecord, job: Job, model, datamodule, trainer: pl.Trainer, loggers: list) -> None:
-    """Rank zero, after the test: predictions, the finished record, the confusion matrix and explanations."""
-    from poolbench.analysis.explain import record_examples
-
+def write_predictions(output_dir: Path, model, datamodule) -> list[dict]:
+    """The test predictions, one row per test example in ``idx`` order, with class names and texts."""
     names, texts = datamodule.label_names, datamodule.raw["test"].texts
     rows = [
         {**r, "label_name": names[r["label"]], "pred_name": names[r["pred"]], "text": texts[r["idx"]]}
         for r in sorted(model.test_predictions, key=lambda r: r["idx"])
     ]
-    record.write_predictions(job.output_dir, rows)
-    (job.output_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)  # only needed to resume
+    record.write_predictions(output_dir, rows)
+    return rows
+
+
+def finish_record(rec: RunRecord, output_dir: Path, model, datamodule, trainer: pl.Trainer) -> None:
+    """The record of a finished job (written by the caller), and the resume checkpoint gone: only resuming needs it."""
+    (output_dir / "checkpoints" / "last.ckpt").unlink(missing_ok=True)
     rec.status, rec.epochs, rec.global_step = "finished", trainer.current_epoch, trainer.global_step
+    names = datamodule.label_names
     rec.confusion_matrix = {"labels": names, "rows_true_cols_pred": model.test_confusion_matrix.tolist()}
     rec.num_examples = {s: len(datamodule.splits[s]) for s in datamodule.splits}
     rec.data_checksums = datamodule.data_checksums
+
+
+def track_outputs(loggers: list, rows: list[dict], model, datamodule, output_dir: Path) -> None:
+    """To W&B: the confusion matrix, and what attention-type poolers and ``layers=scalar_mix`` learned."""
+    from poolbench.analysis.explain import record_examples
+
+    names, texts = datamodule.label_names, datamodule.raw["test"].texts
     tracking.log_confusion(loggers, [r["label"] for r in rows], [r["pred"] for r in rows], names)
-    try:  # attention-type poolers and layers=scalar_mix: what they learned, for a few test texts
-        found = record_examples(model, datamodule.tokenizer, list(texts[:4]), datamodule.max_length, job.output_dir)
+    try:  # token and layer weights for a few test texts (also explanations.json)
+        found = record_examples(model, datamodule.tokenizer, list(texts[:4]), datamodule.max_length, output_dir)
         if found:
             tracking.log_explanations(loggers, *found)
     except Exception as err:  # noqa: BLE001 - the run's results are computed: never lose them over a plot
         log.warning("could not record the pooler's token/layer weights: %s: %s", type(err).__name__, err)
+
+
+def announce(rec: RunRecord, job: Job) -> None:
     m = rec.metrics
     line = f"test/acc={m.get('test/acc', math.nan):.4f} test/f1_macro={m.get('test/f1_macro', math.nan):.4f}"
     log.info("%s (%s)", line, job.name or "defaults")
@@ -143,7 +152,7 @@ class Job:
     name: str  # the swept overrides, e.g. pooling=cls,seed=1
     group: str | None  # the sweep folder: all jobs of a sweep share a W&B group
     rank_zero: bool
-    threads: int
+    threads: int | None = None  # torch threads, set by ``run`` (``distributed.set_threads``)
 
     @classmethod
     def current(cls, cfg: DictConfig) -> Job:
@@ -159,7 +168,6 @@ class Job:
             record.scrub(run_name(hydra_cfg)),
             str(hydra_cfg.sweep.dir) if multirun else None,
             distributed.is_rank_zero(),
-            distributed.set_threads(hydra_cfg),
         )
 
     @property
@@ -192,7 +200,19 @@ class Job:
             rec.wandb_id = tracking.run_id(loggers)
         return loggers
 
-    def note_built(self, rec: RunRecord, model, trainer: pl.Trainer, loggers: list) -> None:
+    def save(self, rec: RunRecord, last: bool = False) -> None:
+        """Write the record to ``results.json`` (rank zero alone keeps it). The ``last`` write of a job meeting a full
+        disk logs it, and the job's own outcome stands (the record keeps its previous state)."""
+        if not self.rank_zero:
+            return
+        try:
+            rec.write(self.output_dir / record.RESULTS)
+        except DiskFullError as err:
+            if not last:
+                raise
+            log.error("could not update %s: %s", self.output_dir / record.RESULTS, err)
+
+    def note_built(self, rec: RunRecord, model, trainer: pl.Trainer) -> None:
         if self.rank_zero:
             rec.pooler_weights = getattr(model.pooling, "source", None)
             rec.world_size = trainer.world_size

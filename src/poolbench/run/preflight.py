@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from poolbench.errors import user_error
-from poolbench.record import RecordWriter, RunRecord
+from poolbench.record import RESULTS, RunRecord
 from poolbench.run.checks import problems
 
 
@@ -42,7 +42,7 @@ def preflight(cfg: DictConfig, job) -> None:
             error="; ".join(found) or None,
             user_error=bool(found) or None,
         )
-        RecordWriter(job.output_dir / "results.json").write(rec)
+        rec.write(job.output_dir / RESULTS)
     elif found:
         print(f"poolbench: {len(found)} problem(s) found; nothing was trained", file=sys.stderr)
         raise SystemExit(2)
