@@ -196,7 +196,8 @@ def test_self_attentive_hops_and_penalty_match_the_formulas():
     torch.manual_seed(0)
     pooler = SelfAttentivePooling(H, hops=2, attention_dim=3, penalty_weight=0.5)
     hidden, mask = torch.randn(2, 4, H), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
-    out = pooler(hidden, mask)
+    out, penalty = pooler.pool(hidden, mask)  # the penalty of this batch, returned with it (no state kept)
+    torch.testing.assert_close(pooler(hidden, mask), out)
     for b in range(2):
         h = hidden[b, : int(mask[b].sum())]  # (T_b, H): the real tokens only
         a = (pooler.ws2.weight @ torch.tanh(pooler.ws1.weight @ h.T)).softmax(dim=-1)  # (r, T_b)
@@ -204,8 +205,8 @@ def test_self_attentive_hops_and_penalty_match_the_formulas():
     a = pooler.weights(hidden, mask)
     eye = torch.eye(2)
     expected = sum(torch.linalg.matrix_norm(a[b] @ a[b].T - eye) ** 2 for b in range(2)) / 2
-    torch.testing.assert_close(pooler.penalty, expected)
-    torch.testing.assert_close(pooler.auxiliary_loss(), 0.5 * expected)
+    torch.testing.assert_close(penalty, 0.5 * expected)
+    assert SelfAttentivePooling(H, hops=2, penalty_weight=0).pool(hidden, mask)[1] is None  # switched off
     # two hops on two different tokens are orthogonal: no penalty; two identical uniform hops: ||[[-.5,.5],[.5,-.5]]||^2
     assert penalization(torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])) == 0
     assert penalization(torch.tensor([[[0.5, 0.5], [0.5, 0.5]]])) == pytest.approx(1.0)
@@ -220,3 +221,22 @@ def test_attention_weights_are_a_distribution_over_real_tokens(name):
     pad = ~mask.bool().view(2, *([1] * (w.dim() - 2)), 5).expand_as(w)
     assert (w[pad] == 0).all()
     torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]))
+
+
+def test_every_pooler_keeps_the_contract_the_classifier_and_explain_rely_on():
+    """``Pooler``: out_features, forward, pool (with its auxiliary loss), and the optional capabilities declared."""
+    from poolbench.model.poolers import Pooler
+
+    hidden, mask = torch.randn(2, 5, H), torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    for name, cls in pooler_configs().items():
+        pooler = cls(hidden_size=H).eval()  # no dropout: forward and pool see the same
+        assert isinstance(pooler, Pooler), name
+        pooled, extra = pooler.pool(hidden, mask)
+        assert pooled.shape == (2, pooler.out_features) and (extra is None or extra.dim() == 0), name
+        torch.testing.assert_close(pooler(hidden, mask), pooled)
+        if pooler.has_token_weights:
+            assert pooler.weights(hidden, mask).shape[-1] == 5, name
+        else:
+            with pytest.raises(NotImplementedError):
+                pooler.weights(hidden, mask)
+        assert pooler.starts_from_encoder_pooler == (name == "pooler"), name

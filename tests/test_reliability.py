@@ -106,8 +106,8 @@ def test_non_finite_loss_stops_the_job_naming_the_step(run_job, csv_data, monkey
     original = PoolingClassifier.model_step
 
     def poisoned(self, batch):
-        loss, logits = original(self, batch)
-        return (loss * float("nan") if self.training and self.global_step == 2 else loss), logits
+        loss, logits, extra = original(self, batch)
+        return (loss * float("nan") if self.training and self.global_step == 2 else loss), logits, extra
 
     monkeypatch.setattr(PoolingClassifier, "model_step", poisoned)
     with pytest.raises(FloatingPointError, match=r"non-finite training loss \(nan\) at step 2"):

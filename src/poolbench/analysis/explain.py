@@ -31,7 +31,7 @@ class Explanation:
 
 
 def has_token_weights(model) -> bool:
-    return hasattr(model.pooling, "weights")
+    return model.pooling.has_token_weights
 
 
 def layer_weights(model) -> list[float] | None:

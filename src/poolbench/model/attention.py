@@ -1,13 +1,16 @@
 """Learned attention poolers: one query, a multi-head latent query, and Lin et al.'s self-attentive hops.
 
-Each has ``weights(hidden_states, attention_mask)``: how much each token counts, zero on padding, summing to
-one over a row's tokens; (B, T) for one query, (B, heads or hops, T) otherwise. ``poolbench explain`` prints it.
+Each has token weights (``Pooler.has_token_weights``): ``weights(hidden_states, attention_mask)`` says how much
+each token counts, zero on padding, summing to one over a row's tokens; (B, T) for one query, (B, heads or hops,
+T) otherwise. ``poolbench explain`` prints it.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from poolbench.model.poolers import Pooler
 
 
 def masked_softmax(scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -20,12 +23,14 @@ def masked_softmax(scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.
     return scores.float().masked_fill(pad, float("-inf")).softmax(dim=-1).nan_to_num(0.0)
 
 
-class AttentionPooling(nn.Module):
+class AttentionPooling(Pooler):
     """A learned query scores each token; softmax over the real tokens; weighted sum of their states.
 
     ``score_t = q . h_t / sqrt(H)``. The query starts at zero, so the pooler starts as mean pooling and
     learns where to look from there.
     """
+
+    has_token_weights = True
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
@@ -43,7 +48,7 @@ class AttentionPooling(nn.Module):
         return torch.einsum("bt,bth->bh", w, hidden_states)
 
 
-class MultiHeadAttentionPooling(nn.Module):
+class MultiHeadAttentionPooling(Pooler):
     """Multi-head attention from one learned latent query to the tokens, then an output projection
     (the attention part of timm's ``AttentionPoolLatent``; Set Transformer's pooling by attention).
 
@@ -55,6 +60,8 @@ class MultiHeadAttentionPooling(nn.Module):
         num_heads: attention heads; must divide H.
         init_std: standard deviation of the latent query's initialisation.
     """
+
+    has_token_weights = True
 
     def __init__(self, hidden_size: int, num_heads: int = 4, init_std: float = 0.02) -> None:
         super().__init__()
@@ -84,13 +91,13 @@ class MultiHeadAttentionPooling(nn.Module):
         return self.proj(heads.reshape(heads.size(0), -1))  # (B, H)
 
 
-class SelfAttentivePooling(nn.Module):
+class SelfAttentivePooling(Pooler):
     """Lin et al. (2017), "A structured self-attentive sentence embedding": ``r`` hops of attention,
     ``A = softmax_t(W_s2 tanh(W_s1 h_t))`` (r, T) per sequence, embedding ``M = A H`` flattened to r*H.
 
-    Its penalty ``P = ||A A^T - I||_F^2`` (mean over the batch) pushes the hops to look at different tokens;
-    after each forward it is in ``penalty``, and ``auxiliary_loss()`` (``penalty_weight * P``) is added to the
-    training loss by the model, which logs it as ``train/penalty``. Padding gets zero weight, so it changes
+    Its penalty ``P = ||A A^T - I||_F^2`` (mean over the batch) pushes the hops to look at different tokens:
+    ``pool`` returns ``penalty_weight * P`` of the batch with the embedding, and the model adds it to the training
+    loss and logs it as ``train/penalty``. Padding gets zero weight, so it changes
     neither the embedding nor the penalty.
 
     Args:
@@ -100,6 +107,8 @@ class SelfAttentivePooling(nn.Module):
         penalty_weight: the penalty's coefficient in the loss (0 switches it off).
     """
 
+    has_token_weights = True
+
     def __init__(self, hidden_size: int, hops: int = 4, attention_dim: int = 128, penalty_weight: float = 1.0) -> None:
         super().__init__()
         if hops < 1 or attention_dim < 1:
@@ -108,21 +117,22 @@ class SelfAttentivePooling(nn.Module):
         self.hops, self.penalty_weight = hops, penalty_weight
         self.ws1 = nn.Linear(hidden_size, attention_dim, bias=False)
         self.ws2 = nn.Linear(attention_dim, hops, bias=False)
-        self.penalty: torch.Tensor | None = None
 
     def weights(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Each hop's weight on each token, (B, hops, T)."""
         scores = self.ws2(torch.tanh(self.ws1(hidden_states))).transpose(1, 2)  # (B, r, T)
         return masked_softmax(scores, attention_mask)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def pool(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         a = self.weights(hidden_states, attention_mask)  # (B, r, T), fp32
-        self.penalty = penalization(a)
         m = torch.einsum("brt,bth->brh", a.to(hidden_states.dtype), hidden_states)  # (B, r, H)
-        return m.flatten(1)  # (B, r*H)
+        penalty = self.penalty_weight * penalization(a) if self.penalty_weight else None
+        return m.flatten(1), penalty  # (B, r*H)
 
-    def auxiliary_loss(self) -> torch.Tensor | None:
-        return None if self.penalty is None or not self.penalty_weight else self.penalty_weight * self.penalty
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.pool(hidden_states, attention_mask)[0]
 
 
 def penalization(a: torch.Tensor) -> torch.Tensor:

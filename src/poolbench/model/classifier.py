@@ -86,7 +86,7 @@ class PoolingClassifier(pl.LightningModule):
         )
         checkpoint_pooler = detach_pooler(encoder)
         self.pooling = pooling(hidden_size=self.layers.out_features)
-        if hasattr(self.pooling, "load_encoder_pooler"):
+        if self.pooling.starts_from_encoder_pooler:
             self.pooling.load_encoder_pooler(checkpoint_pooler, encoder_name)
         if classifier_dropout is None:
             classifier_dropout = getattr(encoder.config, "hidden_dropout_prob", 0.1)
@@ -137,16 +137,21 @@ class PoolingClassifier(pl.LightningModule):
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, hidden_states=None) -> torch.Tensor:
         """Logits (B, num_labels) from token ids, or from precomputed final-layer token states (B, T, H)."""
+        return self.logits_and_auxiliary(input_ids, attention_mask, token_type_ids, hidden_states)[0]
+
+    def logits_and_auxiliary(self, input_ids=None, attention_mask=None, token_type_ids=None, hidden_states=None):
+        """The logits, and the pooler's auxiliary loss for this batch (``Pooler.pool``; ``None`` for most)."""
         if hidden_states is None:
             hidden_states = self.token_states(input_ids, attention_mask, token_type_ids)  # (B, T, H)
         elif self.layers.all_layers:
             raise ValueError("precomputed final-layer token states cannot feed a model that mixes several layers")
-        pooled = self.pooling(hidden_states, attention_mask)  # (B, H_out)
-        return self.classifier(self.dropout(pooled))  # (B, num_labels)
+        pooled, auxiliary = self.pooling.pool(hidden_states, attention_mask)  # (B, H_out)
+        return self.classifier(self.dropout(pooled)), auxiliary  # (B, num_labels)
 
-    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
-        return F.cross_entropy(logits.float(), batch["labels"]), logits
+    def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The cross-entropy loss, the logits and the pooler's auxiliary loss of a batch."""
+        logits, auxiliary = self.logits_and_auxiliary(**{k: batch[k] for k in MODEL_INPUTS if k in batch})
+        return F.cross_entropy(logits.float(), batch["labels"]), logits, auxiliary
 
     # --- exact resume: the checkpoint carries torch's RNG state, restored right before the next training step
     # (not at load time: creating the resumed epoch's data iterator draws from the RNG, which the
@@ -172,9 +177,7 @@ class PoolingClassifier(pl.LightningModule):
         self._tokens = torch.zeros(2, dtype=torch.long)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self.model_step(batch)
-        auxiliary = getattr(self.pooling, "auxiliary_loss", None)  # e.g. self_attentive's penalty
-        extra = auxiliary() if auxiliary else None
+        loss, _, extra = self.model_step(batch)  # extra: e.g. self_attentive's penalty
         if extra is not None:
             self.log("train/penalty", extra, batch_size=batch["labels"].numel())
             loss = loss + extra
@@ -205,7 +208,7 @@ class PoolingClassifier(pl.LightningModule):
             self.log("train/pad_fraction", 1 - real / total)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logits = self.model_step(batch)
+        loss, logits, _ = self.model_step(batch)
         n = batch["labels"].numel()
         self.val_metrics.update(logits, batch["labels"])
         self.val_f1_per_class.update(logits, batch["labels"])
@@ -221,7 +224,7 @@ class PoolingClassifier(pl.LightningModule):
         self.test_predictions = []
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        loss, logits = self.model_step(batch)
+        loss, logits, _ = self.model_step(batch)
         labels = batch["labels"]
         self.test_metrics.update(logits, labels)
         self.test_f1_per_class.update(logits, labels)

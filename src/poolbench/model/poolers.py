@@ -1,11 +1,12 @@
 """Poolers: turn an encoder's token states into one vector per sequence.
 
-Every pooler is an ``nn.Module`` with the same interface::
+Every pooler is a ``Pooler`` (the contract below)::
 
     pooled = pooler(hidden_states, attention_mask)   # (B, T, H), (B, T) -> (B, out_features)
 
 They ignore padding exactly, whatever the padding side, and never modify their inputs. This module has the
-fixed-position and averaging poolers; the learned attention poolers are in ``poolbench.model.attention``.
+contract and the fixed-position and averaging poolers; the learned attention poolers are in
+``poolbench.model.attention``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,37 @@ def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> to
     return summed / count
 
 
-class FixedPooling(nn.Module):
+class Pooler(nn.Module):
+    """What every pooling (``conf/pooling/*.yaml``) is, and what the classifier and ``poolbench explain`` rely on.
+
+    - ``Pooler(hidden_size=H, ...)``; ``out_features``: the width of its output (the classifier's input);
+    - ``forward(hidden_states (B, T, H), attention_mask (B, T)) -> (B, out_features)``;
+    - ``pool(...) -> (pooled, auxiliary_loss or None)``: what training calls; a pooler with a loss of its own
+      (``self_attentive``'s penalty) returns it here, computed from this very batch (no state kept between calls);
+    - optional, declared by a class attribute and a method:
+      ``has_token_weights`` / ``weights(hidden_states, attention_mask)``: each token's weight, (B, T) or
+      (B, heads, T), shown by ``poolbench explain``;
+      ``starts_from_encoder_pooler`` / ``load_encoder_pooler(module, encoder_name)``: starts from the
+      checkpoint's own pooler module (``BertPooler``), when it has one.
+    """
+
+    out_features: int
+    has_token_weights = False
+    starts_from_encoder_pooler = False
+
+    def pool(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self(hidden_states, attention_mask), None
+
+    def weights(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} has no token weights")
+
+    def load_encoder_pooler(self, encoder_pooler: nn.Module | None, encoder_name: str = "encoder") -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not start from the encoder's pooler")
+
+
+class FixedPooling(Pooler):
     """Base of the poolers without parameters whose output has the encoder's width H."""
 
     def __init__(self, hidden_size: int) -> None:
@@ -59,12 +90,14 @@ class ClsPooling(FixedPooling):
         return first_token(hidden_states, attention_mask)
 
 
-class DenseTanhPooling(nn.Module):
+class DenseTanhPooling(Pooler):
     """``tanh(W h_first + b)``: exactly ``transformers``' ``BertPooler``.
 
     Starts from a fresh dense layer; ``load_encoder_pooler`` copies a checkpoint's own pooler weights
     (BERT checkpoints have them) so that the pipeline reproduces ``BertForSequenceClassification``.
     """
+
+    starts_from_encoder_pooler = True
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
@@ -129,7 +162,7 @@ class LastTokenPooling(FixedPooling):
         return hidden_states[rows, last_token_index(attention_mask)]  # (B, H)
 
 
-class ClsMeanPooling(nn.Module):
+class ClsMeanPooling(Pooler):
     """``[h_first ; mean]``: the first token's state and the mean of the real tokens, concatenated (2H)."""
 
     def __init__(self, hidden_size: int) -> None:
@@ -140,7 +173,7 @@ class ClsMeanPooling(nn.Module):
         return torch.cat([first_token(hidden_states, attention_mask), masked_mean(hidden_states, attention_mask)], -1)
 
 
-class RobertaHeadPooling(nn.Module):
+class RobertaHeadPooling(Pooler):
     """``tanh(W dropout(h_first) + b)``; with the classifier's own dropout and linear layer after it, the
     whole head is exactly ``transformers``' ``RobertaClassificationHead`` (dropout, dense, tanh, dropout,
     out_proj on ``<s>``). ``dropout`` should equal ``model.classifier_dropout`` (RoBERTa uses one value for both).
