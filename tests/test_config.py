@@ -6,7 +6,7 @@ import inspect
 
 import pytest
 import torch
-from conftest import CONF, pooler_configs
+from conftest import CONF, ROOT, pooler_configs
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from hydra.utils import get_class, get_method, instantiate
 from omegaconf import OmegaConf
@@ -126,3 +126,49 @@ def test_the_shared_data_keys_have_one_home_and_the_python_defaults_agree_with_i
     signature = inspect.signature(TextClassificationDataModule).parameters
     python = {k: signature[k].default for k in shared if k != "cache_dir"}
     assert python == {k: v for k, v in shared.items() if k != "cache_dir"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "build", "message"),
+    [
+        (
+            ["pooling=mha", "pooling.num_heads=5"],
+            "pooling",
+            "pooling.num_heads: 5 does not divide the encoder's hidden size 32",
+        ),
+        (["pooling=self_attentive", "pooling.hops=0"], "pooling", "pooling.hops: must be an integer >= 1, got 0"),
+        (
+            ["layers=last4_mean", "layers.k=9"],
+            "layers",
+            "layers.k: 9 is more than the encoder's 6 layers (choose 1 <= k <= 6)",
+        ),
+        (["data=hutto4", "data.batch_size=0"], "data", "data.batch_size: must be an integer >= 1, got 0"),
+        (
+            ["data.domains=movie"],
+            "data",
+            "data.domains: unknown domain(s) ['movie']; allowed: tweets, movies, nyt, amazon",
+        ),
+        (["model.lr=-1"], "model", "model.lr: must be a positive number, got -1"),
+    ],
+)
+def test_a_component_given_a_bad_setting_directly_raises_the_one_line_config_error(compose, overrides, build, message):
+    """Not only through train.py's checks: ``instantiate`` of the component's own config says the same, in one line
+    (Hydra wraps what a constructor raises; poolbench's one-line report unwraps it, as ``user_error`` does)."""
+    from poolbench.errors import ConfigError, user_error
+
+    cfg = compose(overrides)
+    component = {
+        "pooling": lambda: instantiate(cfg.pooling)(hidden_size=32),
+        "layers": lambda: instantiate(cfg.layers)(hidden_size=32, num_layers=6),
+        "data": lambda: instantiate(cfg.data, tokenizer=None),
+        "model": lambda: instantiate(cfg.model)(encoder=None, pooling=None, num_labels=4),
+    }[build]
+    with pytest.raises(Exception) as err:  # noqa: B017, PT011 - ConfigError, or Hydra's wrapper around it
+        component()
+    mistake = user_error(err.value)
+    assert isinstance(mistake, ConfigError) and str(mistake) == message
+
+
+def test_the_sweep_checks_ask_the_components_and_match_no_target_names():
+    source = (ROOT / "src" / "poolbench" / "run" / "checks.py").read_text()
+    assert "endswith(" not in source and "check(" in source

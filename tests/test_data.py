@@ -10,6 +10,7 @@ import pytest
 from conftest import synthetic_rows, write_csv
 
 from poolbench.data import DataError, FilesDataModule, Hutto4DataModule, hutto
+from poolbench.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +51,9 @@ def test_hutto4_cuts_four_classes_drops_neutral_and_duplicates(tokenizer, tmp_pa
 
 
 def test_hutto4_rejects_bad_thresholds(tokenizer):
-    with pytest.raises(ValueError, match="4 increasing numbers"):
+    with pytest.raises(
+        ConfigError, match=r"^data.thresholds: must be 4 increasing numbers, got \[0.5, -0.5, 1.0, 2.0\]$"
+    ):
         Hutto4DataModule(tokenizer, thresholds=(0.5, -0.5, 1.0, 2.0))
 
 
@@ -134,7 +137,10 @@ def setup_error(tokenizer, tmp_path, rows=None, **kwargs) -> str:
 
 
 def test_missing_file(tokenizer, tmp_path):
-    assert "data file '/no/such.csv' does not exist" in setup_error(tokenizer, tmp_path, train="/no/such.csv")
+    """Found by the data module's own check when it is built, before anything is read."""
+    with pytest.raises(ConfigError) as err:
+        FilesDataModule(tokenizer, cache_dir=str(tmp_path / "cache"), train="/no/such.csv")
+    assert str(err.value) == "data.train: file '/no/such.csv' does not exist"
 
 
 def test_missing_column(tokenizer, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import pooler_configs, tiny_bert
 
+from poolbench.errors import ConfigError
 from poolbench.model.classifier import PoolingClassifier
 from poolbench.model.layers import LastLayer, LastLayersConcat, LastLayersMean, ScalarMix
 from poolbench.model.poolers import MeanPooling
@@ -31,7 +32,7 @@ def test_each_selector_computes_what_it_says(states):
     concat = LastLayersConcat(h, n, k=3)
     assert concat.out_features == 3 * h
     torch.testing.assert_close(concat(hs), torch.cat([hs[-1], hs[-2], hs[-3]], dim=-1))
-    with pytest.raises(ValueError, match="layers.k=5: the encoder has 4 layers"):
+    with pytest.raises(ConfigError, match=r"layers.k: 5 is more than the encoder's 4 layers \(choose 1 <= k <= 4\)"):
         LastLayersMean(h, n, k=5)
 
 

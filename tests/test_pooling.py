@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import pooler_configs
 
+from poolbench.errors import ConfigError
 from poolbench.model.attention import AttentionPooling, MultiHeadAttentionPooling, SelfAttentivePooling, penalization
 from poolbench.model.poolers import DenseTanhPooling, RobertaHeadPooling
 
@@ -188,7 +189,7 @@ def test_mha_equals_torch_multihead_attention_with_the_latent_as_query():
     out, weights = ref(query, hidden, hidden, key_padding_mask=~mask.bool(), average_attn_weights=False)
     torch.testing.assert_close(pooler(hidden, mask), out[:, 0])
     torch.testing.assert_close(pooler.weights(hidden, mask), weights[:, :, 0])  # (B, heads, T)
-    with pytest.raises(ValueError, match="num_heads=3 must be a positive divisor of hidden size 8"):
+    with pytest.raises(ConfigError, match="pooling.num_heads: 3 does not divide the encoder's hidden size 8"):
         MultiHeadAttentionPooling(H, num_heads=3)
 
 

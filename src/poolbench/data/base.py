@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from poolbench.data.raw import RawSplit, map_labels
 from poolbench.data.sampler import EpochSeededSampler, ResumableLoader
 from poolbench.data.tokenized import tokenize_cached
-from poolbench.errors import DataError
+from poolbench.errors import DataError, Settings
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,24 @@ class TextClassificationDataModule(pl.LightningDataModule):
             are always taken in length order.
         seed: the run's seed; with the epoch it alone decides the training order (see ``EpochSeededSampler``).
     """
+
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        """What is wrong with these settings (``data.<key>: ...``), given the encoder's ``facts`` (``positions``)."""
+        found = Settings(settings, "data")
+        for key in ("batch_size", "eval_batch_size"):
+            found.integer(key, optional=False)
+        length, positions = found.integer("max_length", low=2, optional=False), (facts or {}).get("positions")
+        fits = not (length and positions and length > positions)
+        message = f"{length} is more than the encoder's {positions} positions (choose at most {positions})"
+        found.require(fits, "max_length", message)
+        labels = found.get("num_labels")
+        found.require(
+            labels is None or (isinstance(labels, int) and not isinstance(labels, bool) and labels >= 2),
+            "num_labels",
+            f"must be null (from the data) or an integer >= 2, got {labels!r}",
+        )
+        return found.problems
 
     def __init__(
         self,
@@ -193,6 +211,16 @@ class TextClassificationDataModule(pl.LightningDataModule):
             return self._eval_loader(split, shard=False)
         finally:
             self.token_states = states
+
+
+def base_settings(kwargs: dict) -> dict:
+    """The shared settings a data module passes on to ``TextClassificationDataModule``, its defaults filled in:
+    what the module's ``check`` reads."""
+    import inspect
+
+    signature = inspect.signature(TextClassificationDataModule.__init__).parameters
+    defaults = {k: p.default for k, p in signature.items() if p.default is not inspect.Parameter.empty}
+    return {**defaults, **kwargs}
 
 
 def split_indices(n: int, fractions: tuple[float, float, float], seed: int) -> dict[str, np.ndarray]:

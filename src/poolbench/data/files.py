@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from poolbench.data.base import RawSplit, TextClassificationDataModule, split_indices
-from poolbench.errors import DataError
+from poolbench.data.base import RawSplit, TextClassificationDataModule, base_settings, split_indices
+from poolbench.errors import DataError, Settings, raise_problems
 
 
 class FilesDataModule(TextClassificationDataModule):
@@ -39,6 +39,7 @@ class FilesDataModule(TextClassificationDataModule):
         encoding: str = "utf-8",
         **kwargs,
     ) -> None:
+        raise_problems(self.check({"train": train, "val": val, "test": test, **base_settings(kwargs)}))
         super().__init__(tokenizer, **kwargs)
         self.files = {"train": train, "val": val, "test": test}
         self.text_column = text_column
@@ -47,9 +48,22 @@ class FilesDataModule(TextClassificationDataModule):
         self.split_seed = split_seed
         self.encoding = encoding
 
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        problems = super().check(settings, facts)
+        found = Settings(settings, "data")
+        found.require(
+            found.get("train") not in (None, ""),
+            "train",
+            "data=csv needs a training file: data.train=/path/to/train.csv",
+        )
+        for split in ("train", "val", "test"):
+            path = found.get(split)
+            if isinstance(path, str) and path:
+                found.require(Path(path).expanduser().is_file(), split, f"file {path!r} does not exist")
+        return problems + found.problems
+
     def read_splits(self) -> dict[str, RawSplit]:
-        if not self.files["train"]:
-            raise DataError("data=csv needs a training file: data.train=/path/to/train.csv")
         raw = {name: self._read(path) for name, path in self.files.items() if path}
         missing = [s for s in ("val", "test") if s not in raw]
         if missing:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from poolbench.data.base import DataError, RawSplit, TextClassificationDataModule, split_indices
+from poolbench.data.base import DataError, RawSplit, TextClassificationDataModule, base_settings, split_indices
+from poolbench.errors import raise_problems
 
 
 class HubDataModule(TextClassificationDataModule):
@@ -32,6 +33,7 @@ class HubDataModule(TextClassificationDataModule):
         split_seed: int = 0,
         **kwargs,
     ) -> None:
+        raise_problems(self.check(base_settings(kwargs)))
         super().__init__(tokenizer, **kwargs)
         self.name, self.subset = name, subset
         self.split_names = {"train": train_split, "val": val_split, "test": test_split}

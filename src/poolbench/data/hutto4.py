@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from poolbench.data import hutto
-from poolbench.data.base import RawSplit, TextClassificationDataModule, normalise_text, split_indices
+from poolbench.data.base import RawSplit, TextClassificationDataModule, base_settings, normalise_text, split_indices
+from poolbench.errors import Settings, raise_problems
 
 
 class Hutto4DataModule(TextClassificationDataModule):
@@ -42,11 +45,10 @@ class Hutto4DataModule(TextClassificationDataModule):
         **kwargs,
     ) -> None:
         kwargs.setdefault("label_names", ["very_negative", "negative", "positive", "very_positive"])
+        own = {"archive": archive, "thresholds": thresholds, "domains": domains}
+        own |= {"train_domains": train_domains, "test_domains": test_domains}
+        raise_problems(self.check({**own, **base_settings(kwargs)}))
         super().__init__(tokenizer, **kwargs)
-        if list(thresholds) != sorted(thresholds) or len(thresholds) != 4:
-            raise ValueError(f"data.thresholds must be 4 increasing numbers, got {list(thresholds)}")
-        if len(self.label_names) != 4:
-            raise ValueError(f"hutto4 has 4 classes; data.label_names has {len(self.label_names)}")
         self.archive = archive
         self.thresholds = tuple(thresholds)
         self.split_seed = split_seed
@@ -57,6 +59,26 @@ class Hutto4DataModule(TextClassificationDataModule):
             "test": domain_list(test_domains, "data.test_domains") or chosen,
         }
         self.split_domains["val"] = self.split_domains["train"]
+
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        problems = super().check(settings, facts)
+        found = Settings(settings, "data")
+        thresholds = found.get("thresholds")
+        thresholds = list(thresholds) if thresholds is not None else [-1.5, -0.5, 0.5, 1.5]
+        ordered = len(thresholds) == 4 and thresholds == sorted(thresholds)
+        found.require(ordered, "thresholds", f"must be 4 increasing numbers, got {thresholds}")
+        names = found.get("label_names")
+        found.require(names is None or len(names) == 4, "label_names", f"hutto4 has 4 classes, got {names!r}")
+        archive = found.get("archive")
+        if isinstance(archive, str) and archive:
+            found.require(Path(archive).expanduser().is_file(), "archive", f"file {archive!r} does not exist")
+        for key in ("domains", "train_domains", "test_domains"):
+            try:
+                domain_list(found.get(key), f"data.{key}")
+            except ValueError as err:  # its message names the key and the allowed domains
+                found.problems.append(str(err))
+        return problems + found.problems
 
     def prepare_data(self) -> None:
         hutto.fetch(self.cache_dir, self.archive)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from poolbench.errors import Settings, raise_problems
 from poolbench.model.poolers import Pooler
 
 
@@ -63,10 +64,17 @@ class MultiHeadAttentionPooling(Pooler):
 
     has_token_weights = True
 
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        found = Settings(settings, "pooling")
+        heads, hidden = found.integer("num_heads", optional=False), (facts or {}).get("hidden")
+        divides = not (heads and hidden and hidden % heads)
+        found.require(divides, "num_heads", f"{heads} does not divide the encoder's hidden size {hidden}")
+        return found.problems
+
     def __init__(self, hidden_size: int, num_heads: int = 4, init_std: float = 0.02) -> None:
+        raise_problems(self.check({"num_heads": num_heads}, {"hidden": hidden_size}))
         super().__init__()
-        if num_heads < 1 or hidden_size % num_heads:
-            raise ValueError(f"pooling.num_heads={num_heads} must be a positive divisor of hidden size {hidden_size}")
         self.out_features = hidden_size
         self.num_heads, self.head_dim = num_heads, hidden_size // num_heads
         self.latent = nn.Parameter(torch.randn(hidden_size) * init_std)
@@ -109,10 +117,17 @@ class SelfAttentivePooling(Pooler):
 
     has_token_weights = True
 
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        found = Settings(settings, "pooling")
+        found.integer("hops", optional=False)
+        found.integer("attention_dim", optional=False)
+        found.number("penalty_weight", lambda v: v >= 0, "a number >= 0")
+        return found.problems
+
     def __init__(self, hidden_size: int, hops: int = 4, attention_dim: int = 128, penalty_weight: float = 1.0) -> None:
+        raise_problems(self.check({"hops": hops, "attention_dim": attention_dim, "penalty_weight": penalty_weight}))
         super().__init__()
-        if hops < 1 or attention_dim < 1:
-            raise ValueError(f"pooling.hops ({hops}) and pooling.attention_dim ({attention_dim}) must be >= 1")
         self.out_features = hops * hidden_size
         self.hops, self.penalty_weight = hops, penalty_weight
         self.ws1 = nn.Linear(hidden_size, attention_dim, bias=False)

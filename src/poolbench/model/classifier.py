@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from poolbench.errors import Settings, raise_problems
 from poolbench.model.encoder import detach_pooler
 from poolbench.model.layers import LastLayer
 
@@ -60,6 +61,17 @@ class PoolingClassifier(pl.LightningModule):
         encoder_name: for log messages.
     """
 
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        """What is wrong with the training settings (``model.<key>: ...``)."""
+        found = Settings(settings, "model")
+        found.number("lr", lambda v: v > 0, "a positive number")
+        found.number("head_lr", lambda v: v > 0, "a positive number", optional=True)
+        found.number("weight_decay", lambda v: v >= 0, ">= 0")
+        found.number("warmup_ratio", lambda v: 0 <= v <= 1, "in [0, 1]")
+        found.number("classifier_dropout", lambda v: 0 <= v < 1, "in [0, 1)", optional=True)
+        return found.problems
+
     def __init__(
         self,
         encoder: nn.Module,
@@ -76,6 +88,17 @@ class PoolingClassifier(pl.LightningModule):
         fused_optimizer: bool = True,
         encoder_name: str = "encoder",
     ) -> None:
+        raise_problems(
+            self.check(
+                {
+                    "lr": lr,
+                    "head_lr": head_lr,
+                    "weight_decay": weight_decay,
+                    "warmup_ratio": warmup_ratio,
+                    "classifier_dropout": classifier_dropout,
+                }
+            )
+        )
         super().__init__()
         # the modules themselves are not hyper-parameters (and must not be pickled into checkpoints' hparams); the
         # loggers get the job's whole config instead, once and nested (model.lr, pooling.name, ...)

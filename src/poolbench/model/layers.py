@@ -11,8 +11,23 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from poolbench.errors import Settings, raise_problems
 
-class LastLayer(nn.Module):
+
+class LayerSelector(nn.Module):
+    """What every ``layers=`` choice is: ``Selector(hidden_size, num_layers, ...)``, ``out_features``,
+    ``all_layers``, ``forward(hidden_states tuple) -> (B, T, out_features)``, and ``check`` of its settings."""
+
+    all_layers = False
+    out_features: int
+
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        """What is wrong with these settings (``layers.<key>: ...``), given the encoder's ``facts``."""
+        return []
+
+
+class LastLayer(LayerSelector):
     """The final layer's token states, as every classification head uses."""
 
     all_layers = False
@@ -25,13 +40,22 @@ class LastLayer(nn.Module):
         return hidden_states[-1]
 
 
-class _LastK(nn.Module):
+class _LastK(LayerSelector):
     all_layers = True
 
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        found = Settings(settings, "layers")
+        k, num_layers = found.integer("k", optional=False), (facts or {}).get("layers")
+        within = not (k and num_layers and k > num_layers)
+        found.require(
+            within, "k", f"{k} is more than the encoder's {num_layers} layers (choose 1 <= k <= {num_layers})"
+        )
+        return found.problems
+
     def __init__(self, hidden_size: int, num_layers: int, k: int = 4) -> None:
+        raise_problems(self.check({"k": k}, {"layers": num_layers}))
         super().__init__()
-        if not 1 <= k <= num_layers:
-            raise ValueError(f"layers.k={k}: the encoder has {num_layers} layers; choose 1 <= k <= {num_layers}")
         self.k = k
 
 
@@ -58,7 +82,7 @@ class LastLayersConcat(_LastK):
         return torch.cat(hidden_states[::-1][: self.k], dim=-1)
 
 
-class ScalarMix(nn.Module):
+class ScalarMix(LayerSelector):
     """``gamma * sum_l softmax(s)_l h^(l)`` over the embeddings and every layer (Peters et al. 2018, ELMo).
 
     The scores ``s`` start equal (a plain average of all layers) and ``gamma`` at 1; both are learned.

@@ -63,6 +63,11 @@ class Pooler(nn.Module):
     has_token_weights = False
     starts_from_encoder_pooler = False
 
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        """What is wrong with this pooler's settings (``pooling.<key>: ...``), given the encoder's ``facts``."""
+        return []
+
     def pool(
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -6,6 +6,7 @@ import functools
 import json
 from pathlib import Path
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from poolbench.errors import ConfigError
@@ -14,132 +15,72 @@ from poolbench.model.encoder import locate_problem
 __all__ = ["ConfigError", "problems", "validate"]
 
 
-def problems(cfg: DictConfig) -> list[str]:
-    """What is wrong with one job's config (empty when nothing is)."""
-    found = []
+# the config groups whose ``_target_`` is a component with a ``check(settings, facts)`` classmethod of its own
+COMPONENTS = ("model", "data", "pooling", "layers")
 
-    def check(ok: bool, key: str, message: str) -> None:
-        if not ok:
-            found.append(f"{key}: {message}")
+
+def problems(cfg: DictConfig) -> list[str]:
+    """What is wrong with one job's config (empty when nothing is): each component's own ``check`` of its settings
+    (with what is known of the encoder), then what belongs to the job as a whole (trainer, seed, encoder)."""
+    facts = encoder_facts(cfg)
+    found = encoder_problems(cfg, facts)
+    for group in COMPONENTS:
+        node = OmegaConf.select(cfg, group, default=None, throw_on_missing=False)
+        if node is None or "_target_" not in node:
+            continue
+        try:
+            component = get_class(node._target_)
+        except Exception as err:  # noqa: BLE001 - a target that cannot be imported is the user's to fix
+            found.append(f"{group}._target_: cannot import {node._target_!r} ({type(err).__name__})")
+            continue
+        check = getattr(component, "check", None)  # a user's own component may have none
+        if check is not None:
+            found += check(OmegaConf.to_container(node, resolve=True, throw_on_missing=False), facts)
+    return found + job_problems(cfg)
+
+
+def job_problems(cfg: DictConfig) -> list[str]:
+    """The settings of the job as a whole: Lightning's trainer and the seed."""
 
     def value(key: str):
-        return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)  # a missing '???' is None
+        return OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
 
-    def number(key: str):
-        v = value(key)
-        return v if isinstance(v, int | float) and not isinstance(v, bool) else None
-
-    lr = number("model.lr")
-    check(lr is not None and lr > 0, "model.lr", f"must be a positive number, got {value('model.lr')!r}")
-    head_lr = value("model.head_lr")
-    check(
-        head_lr is None or (number("model.head_lr") is not None and head_lr > 0),
-        "model.head_lr",
-        f"must be null or a positive number, got {head_lr!r}",
-    )
-    wd = number("model.weight_decay")
-    check(wd is not None and wd >= 0, "model.weight_decay", f"must be >= 0, got {value('model.weight_decay')!r}")
-    warmup = number("model.warmup_ratio")
-    check(warmup is not None and 0 <= warmup <= 1, "model.warmup_ratio", f"must be in [0, 1], got {warmup!r}")
-    dropout = value("model.classifier_dropout")
-    check(
-        dropout is None or (number("model.classifier_dropout") is not None and 0 <= dropout < 1),
-        "model.classifier_dropout",
-        f"must be null or in [0, 1), got {dropout!r}",
-    )
-    num_labels = value("data.num_labels")
-    check(
-        num_labels is None or (isinstance(num_labels, int) and num_labels >= 2),
-        "data.num_labels",
-        f"must be null (from the data) or an integer >= 2, got {num_labels!r}",
-    )
-    for key in ("data.batch_size", "data.eval_batch_size"):
-        v = value(key)
-        check(isinstance(v, int) and v >= 1, key, f"must be an integer >= 1, got {v!r}")
-    length = value("data.max_length")
-    check(isinstance(length, int) and length >= 2, "data.max_length", f"must be an integer >= 2, got {length!r}")
+    found = []
     epochs = value("trainer.max_epochs")
-    check(
-        epochs is None or (isinstance(epochs, int) and (epochs >= 1 or epochs == -1)),
-        "trainer.max_epochs",
-        f"must be an integer >= 1 (or -1), got {epochs!r}",
-    )
+    if not (epochs is None or (isinstance(epochs, int) and (epochs >= 1 or epochs == -1))):
+        found.append(f"trainer.max_epochs: must be an integer >= 1 (or -1), got {epochs!r}")
     strategy = value("trainer.strategy")
-    if isinstance(strategy, str) and strategy.startswith("ddp"):
-        check(
-            value("trainer.use_distributed_sampler") is False,
-            "trainer.use_distributed_sampler",
-            "must be false with a DDP strategy: poolbench's data module shards the data itself",
+    if (
+        isinstance(strategy, str)
+        and strategy.startswith("ddp")
+        and value("trainer.use_distributed_sampler") is not False
+    ):
+        found.append(
+            "trainer.use_distributed_sampler: must be false with a DDP strategy: poolbench's data module shards the "
+            "data itself"
         )
     seed = value("seed")
-    check(isinstance(seed, int), "seed", f"must be an integer, got {seed!r}")
-    for key in ("data.train", "data.val", "data.test", "data.archive"):
-        path = value(key)
-        if isinstance(path, str) and path:
-            check(Path(path).expanduser().is_file(), key, f"file {path!r} does not exist")
-    if str(value("data._target_")).endswith("FilesDataModule"):
-        check(value("data.train") not in (None, ""), "data.train", "data=csv needs a training file")
-    if str(value("data._target_")).endswith("Hutto4DataModule"):
-        from poolbench.data.hutto4 import domain_list
+    if not isinstance(seed, int):
+        found.append(f"seed: must be an integer, got {seed!r}")
+    return found
 
-        for key in ("data.domains", "data.train_domains", "data.test_domains"):
-            try:
-                domain_list(value(key), key)
-            except ValueError as err:  # its message names the key and the allowed domains
-                found.append(str(err))
 
-    # the encoder: can it be found, and do the data's limits fit it
-    facts = encoder_facts(cfg)
-    name = value("encoder.name_or_path")
+def encoder_problems(cfg: DictConfig, facts: dict) -> list[str]:
+    """Can the encoder be found, and does its tokenizer fit its embeddings."""
+    found = []
+    name = OmegaConf.select(cfg, "encoder.name_or_path", default=None, throw_on_missing=False)
     problem = locate_problem(str(name)) if name else None
-    check(problem is None, "encoder.name_or_path", problem or "")
-    positions = facts.get("positions")
-    check(
-        not (isinstance(length, int) and positions and length > positions),
-        "data.max_length",
-        f"{length} is more than the encoder's {positions} positions (choose at most {positions})",
-    )
-    if problem is None and facts.get("vocab") and value("encoder.tokenizer") is not None:
+    if problem is not None:
+        return [f"encoder.name_or_path: {problem}"]
+    if facts.get("vocab") and OmegaConf.select(cfg, "encoder.tokenizer", default=None) is not None:
         size = tokenizer_size(OmegaConf.to_container(cfg.encoder.tokenizer, resolve=True))
-        check(
-            isinstance(size, int) and size <= facts["vocab"],
-            "encoder.tokenizer",
-            f"{size} tokens, but the encoder's embeddings have {facts['vocab']}: token ids past {facts['vocab'] - 1}"
-            " would fail in the middle of training (use the encoder's own tokenizer)"
-            if isinstance(size, int)
-            else f"could not be loaded: {size}",
-        )
-
-    # the poolers' and layer selectors' own parameters, against the encoder's sizes where they are known
-    hidden, num_layers = facts.get("hidden"), facts.get("layers")
-
-    def positive_int(key: str) -> int | None:
-        v = value(key)
-        ok = v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)
-        check(ok, key, f"must be an integer >= 1, got {v!r}")
-        return v if ok else None
-
-    heads = positive_int("pooling.num_heads")
-    check(
-        not (heads and hidden and hidden % heads),
-        "pooling.num_heads",
-        f"{heads} does not divide the encoder's hidden size {hidden}",
-    )
-    positive_int("pooling.hops")
-    positive_int("pooling.attention_dim")
-    penalty = value("pooling.penalty_weight")
-    weight = number("pooling.penalty_weight")
-    check(
-        penalty is None or (weight is not None and weight >= 0),
-        "pooling.penalty_weight",
-        f"must be a number >= 0, got {penalty!r}",
-    )
-    k = positive_int("layers.k")
-    check(
-        not (k and num_layers and k > num_layers),
-        "layers.k",
-        f"{k} is more than the encoder's {num_layers} layers (choose 1 <= k <= {num_layers})",
-    )
+        if not isinstance(size, int):
+            found.append(f"encoder.tokenizer: could not be loaded: {size}")
+        elif size > facts["vocab"]:
+            found.append(
+                f"encoder.tokenizer: {size} tokens, but the encoder's embeddings have {facts['vocab']}: token ids past "
+                f"{facts['vocab'] - 1} would fail in the middle of training (use the encoder's own tokenizer)"
+            )
     return found
 
 
@@ -148,7 +89,7 @@ def encoder_facts(cfg: DictConfig) -> dict:
     from the config of a tiny random encoder, or from a local checkpoint's ``config.json``."""
     model = OmegaConf.select(cfg, "encoder.model", default=None, throw_on_missing=False) or {}
     sizes = {k: model[k] for k in SIZE_KEYS if k in model}
-    roberta = str(model.get("_target_", "")).endswith("random_roberta")
+    roberta = "_target_" in model and _builds_roberta(model._target_)
     if not sizes:
         try:
             path = OmegaConf.select(cfg, "encoder.name_or_path", default=None, throw_on_missing=False)
@@ -163,6 +104,17 @@ def encoder_facts(cfg: DictConfig) -> dict:
     if roberta and "positions" in facts:  # RoBERTa's positions start after the padding index: 514 -> 512 tokens
         facts["positions"] -= 2
     return facts
+
+
+def _builds_roberta(target: str) -> bool:
+    from hydra.utils import get_method
+
+    from poolbench.model.encoder import random_roberta
+
+    try:
+        return get_method(target) is random_roberta
+    except Exception:  # noqa: BLE001 - an unknown target: nothing is known of it
+        return False
 
 
 SIZE_KEYS = {

@@ -21,6 +21,7 @@ while SLURM runs it again).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from pathlib import Path
 
@@ -37,9 +38,9 @@ def cluster_plugins() -> list:
     """The Trainer's plugins: under SLURM, Lightning's cluster environment without its own auto-requeue."""
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
-    if SLURMEnvironment.detect():
-        return [SLURMEnvironment(auto_requeue=False)]
-    return []
+    # what SLURMEnvironment.detect() reads (without its warning on machines that merely have srun installed)
+    under_slurm = "SLURM_NTASKS" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+    return [SLURMEnvironment(auto_requeue=False)] if under_slurm else []
 
 
 class Preemption(pl.Callback):
