@@ -1,8 +1,9 @@
 """Which hidden layers feed the pooler: the last (default), a mean or concatenation of the last k, or a
 learned scalar mix of all of them (ELMo).
 
-A layer selector maps the encoder's hidden states (the embeddings and every layer: a tuple of L+1 tensors
-(B, T, H)) to one tensor (B, T, out_features) for the token pooler. ``all_layers`` says whether it needs more
+A layer selector maps the encoder's ``layer_states`` (the embeddings and every layer: a tuple of L+1 tensors
+(B, T, H), what transformers calls ``hidden_states``) to one tensor (B, T, out_features) of token states for the
+pooler (its ``hidden_states``). ``all_layers`` says whether it needs more
 than the last layer (then the encoder is asked for all of them, and frozen runs do not cache token states).
 """
 
@@ -16,7 +17,7 @@ from poolbench.errors import Settings, raise_problems
 
 class LayerSelector(nn.Module):
     """What every ``layers=`` choice is: ``Selector(hidden_size, num_layers, ...)``, ``out_features``,
-    ``all_layers``, ``forward(hidden_states tuple) -> (B, T, out_features)``, and ``check`` of its settings."""
+    ``all_layers``, ``forward(layer_states tuple) -> (B, T, out_features)``, and ``check`` of its settings."""
 
     all_layers = False
     out_features: int
@@ -36,8 +37,8 @@ class LastLayer(LayerSelector):
         super().__init__()
         self.out_features = hidden_size
 
-    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return hidden_states[-1]
+    def forward(self, layer_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return layer_states[-1]
 
 
 class _LastK(LayerSelector):
@@ -66,8 +67,8 @@ class LastLayersMean(_LastK):
         super().__init__(hidden_size, num_layers, k)
         self.out_features = hidden_size
 
-    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return torch.stack(hidden_states[-self.k :]).mean(dim=0)
+    def forward(self, layer_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.stack(layer_states[-self.k :]).mean(dim=0)
 
 
 class LastLayersConcat(_LastK):
@@ -78,8 +79,8 @@ class LastLayersConcat(_LastK):
         super().__init__(hidden_size, num_layers, k)
         self.out_features = k * hidden_size
 
-    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return torch.cat(hidden_states[::-1][: self.k], dim=-1)
+    def forward(self, layer_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return torch.cat(layer_states[::-1][: self.k], dim=-1)
 
 
 class ScalarMix(LayerSelector):
@@ -100,10 +101,10 @@ class ScalarMix(LayerSelector):
     def layer_weights(self) -> torch.Tensor:
         return self.scores.float().softmax(dim=0)
 
-    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        if len(hidden_states) != self.scores.numel():
+    def forward(self, layer_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if len(layer_states) != self.scores.numel():
             raise ValueError(
-                f"layers=scalar_mix was built for {self.scores.numel()} hidden states, got {len(hidden_states)}"
+                f"layers=scalar_mix was built for {self.scores.numel()} layers' states, got {len(layer_states)}"
             )
-        w = self.layer_weights().to(hidden_states[0].dtype)
-        return self.gamma.to(w.dtype) * torch.einsum("l,lbth->bth", w, torch.stack(hidden_states))
+        w = self.layer_weights().to(layer_states[0].dtype)
+        return self.gamma.to(w.dtype) * torch.einsum("l,lbth->bth", w, torch.stack(layer_states))
