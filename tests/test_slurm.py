@@ -32,8 +32,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
          "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"]  # fmt: skip
-# long enough to be interrupted: 96 examples, batch 16 (6 steps an epoch), a resume point every 40 steps
-LONG = ["pooling=attention", "seed=7", "trainer.max_epochs=150", "callbacks.last_checkpoint.every_n_train_steps=40"]
+# longer than 70 s of training even on a fast machine (about 100 s in one thread here: 96 examples, batch 16, 6 steps
+# an epoch), so that the time-limit test's job must be signalled; a resume point every 40 steps
+LONG = ["pooling=attention", "seed=7", "trainer.max_epochs=1500", "callbacks.last_checkpoint.every_n_train_steps=40"]
 
 
 def squeue(*args: str) -> list[str]:
@@ -146,10 +147,13 @@ def test_scancel_usr2_checkpoints_requeues_and_resumes_to_the_uninterrupted_resu
 def test_a_real_time_limit_signals_checkpoints_requeues_and_resumes_to_the_uninterrupted_result(
     tmp_path, slurm, csv_data_module, cache_dir, uninterrupted
 ):
-    """A one-minute limit with signal_delay_s=30: SLURM's own USR2 before the limit, as many times as it takes."""
+    """A two-minute limit with signal_delay_s=50: SLURM's own USR2 before the limit, as many times as it takes.
+    SLURM sends the signal up to 60 s earlier than asked, so here 10 to 70 s after the start (with a one-minute
+    limit it could come before Python has started, and kill the job)."""
     sweep = tmp_path / "sweep"
-    args = [*data_overrides(csv_data_module), *LONG, *SLURM, "hydra.launcher.timeout_min=1",
-            "hydra.launcher.signal_delay_s=30", "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [*data_overrides(csv_data_module), *LONG, *SLURM, "hydra.launcher.timeout_min=2",
+            "hydra.launcher.signal_delay_s=50", "hydra.launcher.max_num_timeout=20", "logger=none",
+            f"hydra.sweep.dir={sweep}"]  # fmt: skip
     with releasing_requeued_jobs():
         proc = start(args, clean_env(tmp_path, cache_dir))
         out, _ = proc.communicate(timeout=1200)
