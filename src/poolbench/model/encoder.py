@@ -96,38 +96,37 @@ def _loading(name_or_path: str, what: str):
         ) from err
 
 
-def random_bert(
-    *,
-    vocab_size: int,
-    hidden_size: int,
-    num_hidden_layers: int,
-    num_attention_heads: int,
-    intermediate_size: int,
-    max_position_embeddings: int,
-) -> nn.Module:
-    """A small randomly initialised BERT (NOT pretrained): for tests and smoke runs. Its sizes live in
+SIZES = (  # what a tiny random encoder's YAML must give
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+)
+
+
+def random_bert(**sizes: int) -> nn.Module:
+    """A small randomly initialised BERT (NOT pretrained): for tests and smoke runs. Its ``SIZES`` live in
     ``conf/encoder/tiny_bert.yaml`` alone."""
-    sizes = dict(locals())
     from transformers import BertConfig, BertModel
 
-    return BertModel(BertConfig(**sizes))
+    return BertModel(BertConfig(**_every_size(sizes)))
 
 
-def random_roberta(
-    *,
-    vocab_size: int,
-    hidden_size: int,
-    num_hidden_layers: int,
-    num_attention_heads: int,
-    intermediate_size: int,
-    max_position_embeddings: int,
-) -> nn.Module:
-    """A small randomly initialised RoBERTa (NOT pretrained), with RoBERTa's special-token ids. Its sizes live in
+def random_roberta(**sizes: int) -> nn.Module:
+    """A small randomly initialised RoBERTa (NOT pretrained), with RoBERTa's special-token ids. Its ``SIZES`` live in
     ``conf/encoder/tiny_roberta.yaml`` alone (``max_position_embeddings`` counts the padding id's offset)."""
-    sizes = dict(locals())
     from transformers import RobertaConfig, RobertaModel
 
-    return RobertaModel(RobertaConfig(pad_token_id=1, bos_token_id=0, eos_token_id=2, **sizes))
+    return RobertaModel(RobertaConfig(pad_token_id=1, bos_token_id=0, eos_token_id=2, **_every_size(sizes)))
+
+
+def _every_size(sizes: dict) -> dict:
+    missing = [k for k in SIZES if k not in sizes]
+    if missing:
+        raise TypeError(f"missing encoder sizes {missing}: the encoder's YAML gives them all")
+    return sizes
 
 
 def toy_roberta_tokenizer(vocab_size: int = 1000, cache_dir: str | None = None):
