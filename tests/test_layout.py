@@ -14,6 +14,7 @@ PACKAGE = SRC / "poolbench"
 # what each part of the package may import from poolbench (besides itself); see README "Layout"
 ALLOWED = {
     "poolbench.errors": set(),  # the user's errors: every tier raises them
+    "poolbench.settings": set(),  # the reader components' own config checks are built on
     "poolbench.cache": set(),  # cache entries made once, checked when opened: every tier keeps caches
     "poolbench.record": set(),  # the run record: plain Python, the base of everything that reads or writes runs
     "poolbench.tracking": {"poolbench.record"},
@@ -60,7 +61,7 @@ def poolbench_imports(path: Path, known: dict[str, Path]) -> set[str]:
     return {m for m in imports(path, known) if m in known and m != "poolbench"}
 
 
-EVERYWHERE = {"poolbench.errors", "poolbench.cache"}
+EVERYWHERE = {"poolbench.errors", "poolbench.cache", "poolbench.settings"}
 
 
 def tier(module: str) -> str | None:

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 from poolbench.data.raw import RawSplit, map_labels
 from poolbench.data.sampler import EpochSeededSampler, ResumableLoader
 from poolbench.data.tokenized import tokenize_cached
-from poolbench.errors import DataError, Settings
+from poolbench.errors import DataError
+from poolbench.settings import Settings
 
 log = logging.getLogger(__name__)
 

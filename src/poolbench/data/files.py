@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from poolbench.data.base import RawSplit, TextClassificationDataModule, base_settings, split_indices
-from poolbench.errors import DataError, Settings, raise_problems
+from poolbench.errors import DataError
+from poolbench.settings import Settings, raise_problems
 
 
 class FilesDataModule(TextClassificationDataModule):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from poolbench.data.base import DataError, RawSplit, TextClassificationDataModule, base_settings, split_indices
-from poolbench.errors import raise_problems
+from poolbench.settings import raise_problems
 
 
 class HubDataModule(TextClassificationDataModule):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from poolbench.data import hutto
 from poolbench.data.base import RawSplit, TextClassificationDataModule, base_settings, normalise_text, split_indices
-from poolbench.errors import Settings, raise_problems
+from poolbench.settings import Settings, raise_problems
 
 
 class Hutto4DataModule(TextClassificationDataModule):

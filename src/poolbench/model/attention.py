@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from poolbench.errors import Settings, raise_problems
 from poolbench.model.poolers import Pooler
+from poolbench.settings import Settings, raise_problems
 
 
 def masked_softmax(scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -12,9 +12,9 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from poolbench.errors import Settings, raise_problems
 from poolbench.model.encoder import detach_pooler
 from poolbench.model.layers import LastLayer
+from poolbench.settings import Settings, raise_problems
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from poolbench.errors import Settings, raise_problems
+from poolbench.settings import Settings, raise_problems
 
 
 class LayerSelector(nn.Module):
