@@ -1,37 +1,14 @@
-"""The decision rules (poolbench.analysis.decide): critical values as a kept library computes them, tails that hold
-with few seeds at the levels the step-down uses, alpha spent over the looks, and the verdict words."""
+"""The decision rules (poolbench.analysis.decide): tails that hold with few seeds at the levels the step-down uses,
+alpha spent over the looks, and the verdict words. The critical values themselves: tests/test_maxt.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.stats import chi2, studentized_range, t
+from scipy.stats import chi2, t
 
 from poolbench.analysis import decide, sequential
-from poolbench.analysis.decide import Family, Kind, MaxT
-
-
-def independent(k: int, n: int, df: float) -> Family:
-    return Family(list(range(k)), np.zeros(k), np.full(k, n), 1.0, df, np.zeros((k, k)))
-
-
-@pytest.mark.parametrize("k,df", [(2, 4), (5, 10), (5, 1e9), (8, 16)])
-def test_simultaneous_critical_values_are_tukeys_where_both_apply(k, df):
-    """Independent means, one variance: the max-T critical value is the studentised range's / sqrt(2) (scipy)."""
-    family = independent(k, 3, df)
-    found = MaxT(family, df=df).critical(0.05)
-    assert found == pytest.approx(studentized_range.ppf(0.95, k, df) / np.sqrt(2), rel=0.015)
-
-
-def test_the_step_down_rejects_no_more_than_the_single_step_and_is_monotone():
-    family = independent(4, 3, 8)
-    maxt = MaxT(family)
-    t_obs = np.array([5.0, 3.0, 2.9, 0.5, 0.1, 4.0])
-    adjusted = maxt.step_down(t_obs)
-    single = np.array([np.mean(maxt.max_t >= abs(x)) for x in t_obs])
-    assert np.all(adjusted <= single + 1e-12)  # step-down: at least as powerful
-    order = np.argsort(-np.abs(t_obs))
-    assert np.all(np.diff(adjusted[order]) >= 0)  # larger statistics, smaller adjusted p
+from poolbench.analysis.decide import Kind
 
 
 def tail_rates(nu: int, share: float, bound: bool, draws: int = 100_000) -> tuple[float, float]:

@@ -37,6 +37,7 @@ def table_command(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=sorted(report.FORMATS), default="markdown")
     parser.add_argument("--out", help="folder for table, bar chart and confusion matrices (default: first path)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of the test examples")
+    parser.add_argument("--no-figures", action="store_true", help="the table only: no bar charts, confusion matrices")
     parser.add_argument(
         "--ci",
         choices=["seeds", "examples"],
@@ -84,7 +85,7 @@ def table_command(argv: list[str] | None = None) -> int:
     # default: next to the runs; for W&B runs, tables/<group or project>
     wandb_out = Path("tables", re.sub(r"[^\w.-]+", "_", args.group or args.wandb or ""))
     out = args.out or (args.paths[0] if args.paths else wandb_out)
-    written = report.write_outputs(study, Path(out), args.format)
+    written = report.write_outputs(study, Path(out), args.format, figures=not args.no_figures)
     print(written["table"].read_text())
     print("wrote " + ", ".join(str(p) for p in written.values()))
     if args.log_wandb:

@@ -21,8 +21,11 @@ of ``Family.effective_df``. It controls the family-wise error over all pairwise 
 as good as the best is called worse is at most ``alpha``, whichever row the data made best. The degrees of freedom
 are Welch-Satterthwaite's with the seed variance at its upper 90% bound in the weights (``Family.effective_df``):
 the tails stay calibrated with few seeds at the levels the step-down uses, where Satterthwaite's own df, computed
-from the estimates, is too light. The critical values are found by Monte Carlo with a fixed seed, so a table is the
-same every time it is built; ``scipy.stats.studentized_range`` gives the same value where both apply.
+from the estimates, is too light. The critical values and adjusted p-values come from ``poolbench.analysis.maxt``
+(the radius exactly, the direction by randomised quasi-Monte Carlo with a stated error), refined until every interval
+and equivalence floor a table prints is within half a unit of its last digit (``HALF_UNIT``) and every adjusted
+p-value within half a unit of the last decimal ``p_text`` prints: the same printed table on every machine;
+``scipy.stats.studentized_range`` gives the same value where both apply.
 
 **Equivalence** (``tied (±m)``): two one-sided tests against every other row with the simultaneous interval: no row
 is more than ``m`` above this one. The chance that any row called tied is in truth more than ``m`` below the best is
@@ -41,7 +44,8 @@ from enum import StrEnum
 
 import numpy as np
 
-DRAWS = 20_000  # Monte Carlo draws of the multivariate t: critical values to about +-0.01
+from poolbench.analysis import maxt as integration
+from poolbench.analysis.maxt import MaxT
 
 
 class Kind(StrEnum):
@@ -72,6 +76,20 @@ def points(fraction: float) -> float:
 
 def fraction(points_value: float) -> float:
     return points_value / 100
+
+
+HALF_UNIT = fraction(0.005)  # half a unit of the last printed digit of intervals and floors (points, 2 decimals)
+
+
+def p_text(p: float) -> str:
+    """An adjusted p-value as tables print it: 3 decimals below 0.1, 2 above (where a third digit says nothing and
+    would cost the integration 10 times more directions), ``<0.001`` below that."""
+    return "<0.001" if p < 0.001 else f"{p:.{3 if p < 0.1 else 2}f}"
+
+
+def p_half_unit(p: float) -> float:
+    """Half a unit of the last digit ``p_text`` prints."""
+    return 0.0005 if p < 0.1 else 0.005
 
 
 def controlled(alpha: float, margin: float) -> str:
@@ -110,8 +128,11 @@ class Family:
         return np.diag(v / np.asarray(n, dtype=float)) + self.test_cov
 
     def se(self, i: int, j: int, cov: np.ndarray | None = None) -> float:
+        """The standard error of ``mean_i - mean_j``; 0 where its variance is round-off (below 1e-12 of the two rows'
+        own: rows with the same predictions), so that no kernel's last bits decide whether a pair varies."""
         c = self.cov() if cov is None else cov
-        return float(np.sqrt(max(c[i, i] + c[j, j] - 2 * c[i, j], 0.0)))
+        var = c[i, i] + c[j, j] - 2 * c[i, j]
+        return float(np.sqrt(var)) if var > 1e-12 * (abs(c[i, i]) + abs(c[j, j])) else 0.0
 
     def pairs(self) -> list[tuple[int, int]]:
         return [(i, j) for i in range(self.k) for j in range(i + 1, self.k)]
@@ -174,41 +195,6 @@ def _nearest_psd(cov: np.ndarray) -> np.ndarray:
     return (v * np.clip(w, 0, None)) @ v.T
 
 
-class MaxT:
-    """The null distribution of the pairs' studentised differences: a multivariate t with the family's ``df`` and
-    the pairs' correlation, drawn once (fixed seed) and used for the step-down and the simultaneous intervals."""
-
-    def __init__(self, family: Family, cov: np.ndarray | None = None, df: float | None = None, draws: int = DRAWS):
-        cov = family.cov() if cov is None else cov
-        df = family.effective_df() if df is None else df
-        self.pairs = family.pairs()
-        rng = np.random.default_rng(20240611)
-        w, v = np.linalg.eigh(cov)
-        root = v * np.sqrt(np.clip(w, 0, None))  # cov = root @ root.T, also when singular
-        means = rng.standard_normal((draws, family.k)) @ root.T
-        se = np.array([family.se(i, j, cov) for i, j in self.pairs])
-        diffs = np.stack([means[:, i] - means[:, j] for i, j in self.pairs], axis=1)
-        z = diffs / np.where(se > 0, se, 1.0)
-        scale = np.sqrt(rng.chisquare(df, draws) / df) if math.isfinite(df) else np.ones(draws)
-        self.abs_t = np.abs(z) / scale[:, None]  # (draws, pairs)
-        self.max_t = self.abs_t.max(axis=1) if self.pairs else np.zeros(draws)
-
-    def critical(self, alpha: float) -> float:
-        """The simultaneous two-sided critical value: P(max |T| > c) = alpha."""
-        return float(np.quantile(self.max_t, 1 - alpha)) if self.pairs else 0.0
-
-    def step_down(self, t_obs: np.ndarray) -> np.ndarray:
-        """Adjusted p-values of the pairs (same order as ``pairs``): the free step-down max-T."""
-        order = np.argsort(-np.abs(t_obs))
-        ordered = self.abs_t[:, order]
-        suffix_max = np.maximum.accumulate(ordered[:, ::-1], axis=1)[:, ::-1]  # max over the pairs not yet rejected
-        p = np.mean(suffix_max >= np.abs(t_obs[order])[None, :], axis=0)
-        p = np.maximum.accumulate(p)  # monotone: a later step never rejects what an earlier one kept
-        adjusted = np.empty_like(p)
-        adjusted[order] = p
-        return adjusted
-
-
 @dataclass
 class Decision:
     """One row's verdict at a level ``alpha``."""
@@ -217,7 +203,29 @@ class Decision:
     p_adjusted: float | None = None  # step-down max-T, against the best
     interval: tuple[float, float] | None = None  # row - best, simultaneous at 1 - alpha
     floor: float | None = None  # equivalence floor against the best, metric units
-    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The numerical error (``maxt.ERROR_SE`` standard errors) of what a verdict prints, and the directions the
+    integration took per scrambling."""
+
+    interval: float = 0.0  # of the intervals' ends, metric units
+    floor: float = 0.0  # of the equivalence floors, metric units
+    p_adjusted: float = 0.0  # as a share of half a unit of the last digit printed (<= 1: within)
+    directions: int = 0
+
+    def within_print(self) -> bool:
+        """Below half a unit of every printed last digit."""
+        return self.interval <= HALF_UNIT and self.floor <= HALF_UNIT and self.p_adjusted <= 1
+
+    def worst(self, other: Precision) -> Precision:
+        return Precision(
+            max(self.interval, other.interval),
+            max(self.floor, other.floor),
+            max(self.p_adjusted, other.p_adjusted),
+            max(self.directions, other.directions),
+        )
 
 
 @dataclass
@@ -227,22 +235,39 @@ class Decisions:
     critical: float  # simultaneous critical value at alpha
     alpha: float
     margin: float
-    maxt: MaxT | None = None
+    precision: Precision = field(default_factory=Precision)
 
 
-def decide(family: Family, alpha: float, margin: float, draws: int = DRAWS) -> Decisions:
+def best_of(means: np.ndarray) -> int:
+    """The row with the best mean. Means equal up to round-off (1e-9, far below any printed digit: two rows with the
+    same predictions, whose fitted means differ in the last bits a LAPACK kernel leaves) are a tie, won by the first
+    row, so that the choice is the same on every machine."""
+    top = float(np.max(means))
+    return int(np.flatnonzero(np.asarray(means) >= top - 1e-9)[0])
+
+
+def decide(family: Family, alpha: float, margin: float, refine: bool = True) -> Decisions:
     """Every row of the family against the best: worse (step-down), worse by more than ``margin`` (simultaneous
     interval beyond it), tied within ``margin`` (no row more than ``margin`` above it, simultaneously), else
-    inconclusive."""
-    k, best = family.k, int(np.argmax(family.means))
+    inconclusive. ``refine``: integrate until what is printed is within half a unit of its last digit (tables);
+    ``False``: the first estimate only (simulations, which print rates, not these numbers)."""
+    k, best = family.k, best_of(family.means)
     cov = family.cov()
-    maxt = MaxT(family, cov, draws=draws)
-    pairs = maxt.pairs
+    pairs = family.pairs()
     se = {p: family.se(*p, cov) for p in pairs}
     t_obs = np.array([(family.means[i] - family.means[j]) / se[(i, j)] if se[(i, j)] > 0 else 0.0 for i, j in pairs])
-    adjusted = dict(zip(pairs, maxt.step_down(t_obs), strict=True)) if pairs else {}
-    c = maxt.critical(alpha)
-    floors = equivalence_floors(family, alpha, min(draws, 5_000))
+    needed = [n for n, pair in enumerate(pairs) if best in pair]
+    widest = max((se[pairs[n]] for n in needed), default=0.0)
+    first = integration.FIRST if refine else integration.QUICK
+    maxt = MaxT(family, cov, t_obs=t_obs, needed=needed, first=first)
+    while True:
+        critical, adjusted = maxt.critical(alpha), maxt.step_down()
+        p_error = max((adjusted[n].error / p_half_unit(adjusted[n].value) for n in needed), default=0.0)
+        if not refine or (critical.error * widest <= HALF_UNIT and p_error <= 1) or not maxt.refine():
+            break
+    c = critical.value
+    floors, floor_error = equivalence_floors(family, alpha, refine)
+    precision = Precision(critical.error * widest, floor_error, p_error, maxt.directions)
 
     def upper(j: int, i: int) -> float:  # simultaneous upper bound of mean_j - mean_i
         return family.means[j] - family.means[i] + c * se[(min(i, j), max(i, j))]
@@ -255,7 +280,7 @@ def decide(family: Family, alpha: float, margin: float, draws: int = DRAWS) -> D
         pair = (min(i, best), max(i, best))
         d = float(family.means[i] - family.means[best])
         interval = (d - c * se[pair], d + c * se[pair])
-        p = float(adjusted[pair])
+        p = adjusted[pairs.index(pair)].value
         if p <= alpha:
             kind = Kind.CLEARLY_WORSE if interval[1] < -margin else Kind.WORSE
         elif all(upper(j, i) < margin for j in range(k) if j != i):
@@ -263,16 +288,21 @@ def decide(family: Family, alpha: float, margin: float, draws: int = DRAWS) -> D
         else:
             kind = Kind.INCONCLUSIVE
         rows.append(Decision(kind, p, interval, floors[i]))
-    return Decisions(best, rows, c, alpha, margin, maxt)
+    return Decisions(best, rows, c, alpha, margin, precision)
 
 
-def equivalence_floors(family: Family, alpha: float, draws: int = 5_000) -> list[float | None]:
+def equivalence_floors(family: Family, alpha: float, refine: bool = True) -> tuple[list[float | None], float]:
     """Per row, against the best: the smallest margin its equivalence test could confirm with infinitely many seeds
-    and a difference of exactly 0 (the simultaneous critical value times the test-set part of the standard error)."""
-    best = int(np.argmax(family.means))
+    and a difference of exactly 0 (the simultaneous critical value times the test-set part of the standard error);
+    and the floors' numerical error (metric units)."""
+    best = best_of(family.means)
     test_only = family.test_cov + np.eye(family.k) * 1e-12
-    c = MaxT(family, test_only, df=math.inf, draws=draws).critical(alpha)
-    return [None if i == best else c * family.se(i, best, family.test_cov) for i in range(family.k)]
+    widest = max((family.se(i, best, family.test_cov) for i in range(family.k) if i != best), default=0.0)
+    maxt = MaxT(family, test_only, df=math.inf, first=integration.FIRST if refine else integration.QUICK)
+    while (c := maxt.critical(alpha)).error * widest > HALF_UNIT and refine and maxt.refine():
+        pass
+    floors = [None if i == best else c.value * family.se(i, best, family.test_cov) for i in range(family.k)]
+    return floors, c.error * widest
 
 
 def spent(alpha: float, fraction_now: float, fraction_before: float, spending: str = "pocock") -> float:

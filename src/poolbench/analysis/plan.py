@@ -21,6 +21,7 @@ import numpy as np
 
 from poolbench.analysis import decide, sequential
 from poolbench.analysis.decide import Family, Kind
+from poolbench.analysis.maxt import symmetric_root
 
 WORSE = (Kind.WORSE, Kind.CLEARLY_WORSE)
 
@@ -68,17 +69,18 @@ def _family(values: np.ndarray, test_cov: np.ndarray) -> Family:
 def _draw(f: Fit, rng: np.random.Generator, effect: float, seeds: int) -> np.ndarray:
     mu = np.zeros(f.rows)
     mu[-1] = effect
-    offsets = rng.multivariate_normal(np.zeros(f.rows), f.test_cov)
+    # the symmetric root, not numpy's SVD factor: that one depends on the kernel where singular values repeat
+    offsets = symmetric_root(f.test_cov) @ rng.standard_normal(f.rows)
     return mu[:, None] + offsets[:, None] + rng.normal(0, np.sqrt(f.seed_var), (f.rows, seeds))
 
 
 def fixed_rates(f: Fit, seeds: int, effect: float, studies: int, alpha: float, margin: float, rng) -> dict:
     found = false = 0
     for _ in range(studies):
-        d = decide.decide(_family(_draw(f, rng, effect, seeds), f.test_cov), alpha, margin, draws=4000)
+        d = decide.decide(_family(_draw(f, rng, effect, seeds), f.test_cov), alpha, margin, refine=False)
         others = [r.kind for i, r in enumerate(d.rows) if i != d.best]
         found += d.best == f.rows - 1 and all(k in WORSE for k in others)
-        null = decide.decide(_family(_draw(f, rng, 0.0, seeds), f.test_cov), alpha, margin, draws=4000)
+        null = decide.decide(_family(_draw(f, rng, 0.0, seeds), f.test_cov), alpha, margin, refine=False)
         false += any(r.kind in WORSE for r in null.rows)
     return {"found": found / studies, "false_claims": false / studies}
 
@@ -94,7 +96,7 @@ def adaptive_jobs(f: Fit, design: sequential.Design, effect: float, studies: int
             means = np.array([values[r, : have[r]].mean() for r in range(f.rows)])
             family = _family(values[:, : design.min_seeds], f.test_cov)  # the residual of the balanced part
             family.means, family.n = means, have.copy()
-            states, _ = sequential.look(family, n, design, states, draws=3000)
+            states, _ = sequential.look(family, n, design, states, refine=False)
             go = [i for i, s in enumerate(states) if s.state == "open"]
             if not go or n >= design.max_seeds:
                 break
@@ -121,7 +123,7 @@ def plan(
         rates = fixed_rates(f, n, effect, studies, alpha, margin, rng)
         lines.append({"seeds": n, **rates})
     floor_family = _family(_draw(f, rng, 0.0, 3), f.test_cov)
-    floors = [x for x in decide.equivalence_floors(floor_family, alpha) if x is not None]
+    floors = [x for x in decide.equivalence_floors(floor_family, alpha, refine=False)[0] if x is not None]
     design = sequential.Design(3, max_seeds, alpha, margin)
     jobs = {
         "null": adaptive_jobs(f, design, 0.0, max(studies // 4, 20), rng),

@@ -8,10 +8,23 @@ import math
 import re
 from pathlib import Path
 
-from poolbench.analysis import decide, plots
+from poolbench.analysis import decide, maxt, plots
 from poolbench.analysis.decide import Kind
 from poolbench.analysis.table import Table, row_label
 from poolbench.analysis.tasks import Study
+
+
+def signed(x: float) -> str:
+    """``x`` to two decimals with its sign. A value that rounds to zero prints ``+0.00``, whatever the sign of its
+    last bits (two rows with the same mean differ by +-1e-17 in one BLAS kernel, by 0 in another)."""
+    text = f"{x:+.2f}"
+    return "+" + text[1:] if float(text) == 0 else text
+
+
+def exact(x: float, decimals: int = 6) -> float:
+    """A number as CSV writes it: rounded far below what a table prints, but far above the last bits that differ
+    between machines (and never -0.0)."""
+    return round(x, decimals) + 0.0
 
 
 def verdict_cell(table: Table, row, metric: str) -> str:
@@ -22,7 +35,7 @@ def verdict_cell(table: Table, row, metric: str) -> str:
     cell = verdict.kind.cell(decide.points(table.margin))
     if verdict.interval is not None:
         low, high = (decide.points(v) for v in verdict.interval)
-        cell += f" [{low:+.2f}, {high:+.2f}]"
+        cell += f" [{signed(low)}, {signed(high)}]"
     return cell
 
 
@@ -54,8 +67,8 @@ def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], 
             else:
                 noise = " ~" if comp.within_noise else ""
                 only = " (examples only)" if comp.method == "examples" and table.ci != "examples" else ""
-                interval = f"[{comp.low * scale:+.2f}, {comp.high * scale:+.2f}]"
-                cells += [f"{comp.diff * scale:+.2f} {interval}{noise}{only}", f"{comp.p_value:.3f}"]
+                interval = f"[{signed(comp.low * scale)}, {signed(comp.high * scale)}]"
+                cells += [f"{signed(comp.diff * scale)} {interval}{noise}{only}", f"{comp.p_value:.3f}"]
             cells.append(verdict_cell(table, row, m))
             marks += [False, False, False]
         body.append(cells)
@@ -163,10 +176,25 @@ def _decided_at(table: Table) -> list[str]:
     return notes
 
 
+def precision_line(table: Table, metric: str) -> str | None:
+    """Only when the integration stopped short of the printed digits (``maxt.MOST`` directions): the error it
+    reached. Otherwise every interval, floor and adjusted p-value is within half a unit of its last digit."""
+    found = table.precision.get(metric)
+    if found is None or found.within_print():
+        return None
+    return (
+        f"{metric}: numerical error after {found.directions * maxt.REPLICATES:,} directions: intervals "
+        f"±{decide.points(found.interval):.3f}, floors ±{decide.points(found.floor):.3f} points, adjusted p-values "
+        f"{found.p_adjusted:.1f} half-units of their last digit: a last digit may be off by one."
+    )
+
+
 def under_table(table: Table) -> list[str]:
-    """The lines every format prints under a table: what is controlled, the floors, the verdicts."""
+    """The lines every format prints under a table: what is controlled, the floors, the verdicts, and the numerical
+    error where it is above half a unit of a printed digit."""
     lines = [decide.controlled(table.alpha, table.margin)]
     lines += [line for m in table.metrics if (line := floor_line(table, m))]
+    lines += [line for m in table.metrics if (line := precision_line(table, m))]
     return lines
 
 
@@ -213,10 +241,14 @@ def to_csv(table: Table) -> str:
             mean, std, n = row.stats.get(m, (math.nan, math.nan, 0))
             comp, verdict = row.comparison.get(m), row.verdict.get(m)
             method = ("examples only" if comp.method == "examples" else "seeds and examples") if comp else ""
-            cells += [mean, std if n > 1 else "", n]
-            cells += [*([comp.diff, comp.low, comp.high, comp.p_value] if comp else [""] * 4), method]
-            p_adjusted = verdict.p_adjusted if verdict is not None and verdict.p_adjusted is not None else ""
-            floor = verdict.floor if verdict is not None and verdict.floor is not None else ""
+            cells += [exact(mean), exact(std) if n > 1 else "", n]
+            cells += [*([exact(v) for v in (comp.diff, comp.low, comp.high, comp.p_value)] if comp else [""] * 4)]
+            cells.append(method)
+            # the numbers integrated numerically: to the digits their error allows (decide.p_text, 2 decimals of points)
+            p_adjusted = (
+                decide.p_text(verdict.p_adjusted) if verdict is not None and verdict.p_adjusted is not None else ""
+            )
+            floor = exact(verdict.floor, 4) if verdict is not None and verdict.floor is not None else ""
             cells += [verdict.kind.value if verdict else "", p_adjusted, floor]
         writer.writerow(cells)
     return buf.getvalue()
@@ -327,14 +359,16 @@ def render_study(study: Study, fmt: str) -> str:
     return "\n".join(blocks)
 
 
-def write_outputs(study: Study, out_dir: Path, fmt: str = "markdown") -> dict[str, Path]:
-    """The tables in ``fmt`` plus bar charts and confusion matrices (one per task) and, across tasks, the
-    critical-difference diagram, atomically, into ``out_dir``."""
+def write_outputs(study: Study, out_dir: Path, fmt: str = "markdown", figures: bool = True) -> dict[str, Path]:
+    """The tables in ``fmt`` plus (unless not ``figures``) bar charts and confusion matrices (one per task) and,
+    across tasks, the critical-difference diagram, atomically, into ``out_dir``."""
     from poolbench.record import atomic_write_text
 
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {"table": out_dir / f"table.{FORMATS[fmt][1]}"}
     atomic_write_text(written["table"], render_study(study, fmt))
+    if not figures:
+        return written
     for table in study.tables:
         suffix = "" if len(study.tables) == 1 else "-" + re.sub(r"[^\w.=-]+", "_", table.task or "")
         written[f"bars{suffix}"] = plots.plot_bars(table, out_dir / f"metrics{suffix}.png")

@@ -67,6 +67,7 @@ class Look:
     alpha: float  # spent at this look
     critical: float  # simultaneous critical value at that level
     rows: list[State]
+    precision: decide.Precision = field(default_factory=decide.Precision)  # the numerical error of its numbers
 
 
 @dataclass
@@ -74,6 +75,14 @@ class Replay:
     family: Family  # at the last look (every seed)
     states: list[State]
     looks: list[Look] = field(default_factory=list)
+
+    @property
+    def precision(self) -> decide.Precision:
+        """The largest numerical error over the looks."""
+        found = decide.Precision()
+        for look in self.looks:
+            found = found.worst(look.precision)
+        return found
 
 
 def _ordered(row: dict) -> list:
@@ -97,11 +106,12 @@ def replay(rows: list[dict], design: Design) -> Replay:
     return Replay(full, states if states is not None else _unlooked(rows), looks)
 
 
-def look(family: Family, n: int, design: Design, before: list[State] | None, draws: int = decide.DRAWS):
+def look(family: Family, n: int, design: Design, before: list[State] | None, refine: bool = True):
     """One look at ``n`` seeds: the rows' states after it (from ``before``, the states after the previous look) and
-    the look's record. A claim made earlier stands while its row has no new seeds; the best row is always "best"."""
+    the look's record. A claim made earlier stands while its row has no new seeds; the best row is always "best".
+    ``refine``: as ``decide.decide`` (``False`` in simulations)."""
     level = design.level(n)
-    found = decide.decide(family, level, design.margin, draws)
+    found = decide.decide(family, level, design.margin, refine)
     at = f"{n} seeds, alpha {level:.3g}"
     states = list(before) if before is not None else [None] * family.k
     for i, d in enumerate(found.rows):
@@ -122,7 +132,7 @@ def look(family: Family, n: int, design: Design, before: list[State] | None, dra
     for s in states:
         if s.state == "best":
             s.why = "the best: goes on with the rows of its task" if open_rows else "the best: every other row decided"
-    return states, Look(n, level, found.critical, [State(**vars(s)) for s in states])
+    return states, Look(n, level, found.critical, [State(**vars(s)) for s in states], found.precision)
 
 
 def _unlooked(rows: list[dict]) -> list[State]:

@@ -125,11 +125,14 @@ def decisions(
     n_boot: int = 500,
     metric=accuracy,
     n_classes: int = 4,
+    refine: bool = True,
 ) -> decide.Decisions:
-    """The verdicts ``poolbench table`` gives these rows (per row: seed -> predictions): the same code path."""
+    """The verdicts ``poolbench table`` gives these rows (per row: seed -> predictions): the same code path.
+    ``refine=False``: the first estimate of the critical values only (``decide.decide``), for simulations that count
+    verdicts: refining moves the printed digits, and a verdict only where a p-value is within its error of alpha."""
     idx = draw(len(labels), n_boot)
     resampled = [{s: resample(metric, labels, p, idx, n_classes) for s, p in row.items()} for row in rows]
-    return decide.decide(decide.family_from(list(range(len(rows))), resampled), alpha, margin)
+    return decide.decide(decide.family_from(list(range(len(rows))), resampled), alpha, margin, refine)
 
 
 def write_job(folder: Path, world: World, row: int, seed: int, choices: dict, overrides: str) -> None:

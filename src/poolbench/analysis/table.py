@@ -105,6 +105,7 @@ class Table:
     task: str | None = None  # the task (data set) of this table, when the runs cover several
     design: object | None = None  # a sequential.Design when the verdicts are a sequential design's
     families: dict = field(default_factory=dict)  # metric -> (decide.Family, its rows, sequential.Replay | None)
+    precision: dict = field(default_factory=dict)  # metric -> decide.Precision of the verdicts' numbers
 
     def best(self, metric: str) -> Row | None:
         """The row the verdicts compare with: the best mean among the rows with two seeds or more (else any)."""
@@ -239,6 +240,7 @@ def _verdicts(table: Table, metric: str, resampled: dict) -> None:
 
         replay = sequential.replay([resampled[id(row)] for row in members], table.design)
         table.families[metric] = (replay.family, members, replay)
+        table.precision[metric] = replay.precision
         for row, state in zip(members, replay.states, strict=True):
             d = state.decision
             row.verdict[metric] = Verdict(d.kind, d.p_adjusted, d.interval, d.floor, state.at)
@@ -246,6 +248,7 @@ def _verdicts(table: Table, metric: str, resampled: dict) -> None:
     family = decide.family_from([row.key for row in members], [resampled[id(row)] for row in members])
     table.families[metric] = (family, members, None)
     found = decide.decide(family, table.alpha, table.margin)
+    table.precision[metric] = found.precision
     for row, d in zip(members, found.rows, strict=True):
         row.verdict[metric] = Verdict(d.kind, d.p_adjusted, d.interval, d.floor)
 
