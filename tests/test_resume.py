@@ -49,6 +49,8 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path, cs
     assert resumed["global_step"] == whole["global_step"] == 18
     assert resumed["metrics"] == whole["metrics"]
     assert resumed_preds == whole_preds
+    # what the learned parts did is measured from the real start, which the resume point carried
+    assert resumed["learned"] == whole["learned"] and resumed["learned"]["pooling"]["moved"] > 0
     assert not (killed_dir / "checkpoints" / "last.ckpt").exists()  # removed once finished
 
 

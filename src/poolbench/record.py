@@ -75,6 +75,7 @@ class RunRecord:
     world_size: int | None = None
     metrics: dict = field(default_factory=dict)
     confusion_matrix: dict | None = None  # {"labels": [...], "rows_true_cols_pred": [[...]]}
+    learned: dict | None = None  # per learned part: start, lr, moved, weights' spread, stayed (model.learned)
     best_checkpoint: str | None = None
     timings: dict = field(default_factory=dict)
     num_examples: dict | None = None

@@ -93,6 +93,26 @@ def log_confusion(loggers, labels: list[int], preds: list[int], class_names: lis
             lg.experiment.log({"test/confusion_matrix": matrix})
 
 
+def log_learned(loggers, learned: dict | None) -> None:
+    """What the learned parts did (``results.json`` ``learned``) into the run's summary, as ``learned/<part>/<key>``
+    (``learned/pooling/token_weights/top_x_tokens``, ``learned/pooling/note``, ...): W&B tables can filter on it."""
+    if not learned:
+        return
+    flat = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}/{k}", v)
+        elif value is not None:
+            flat[prefix] = value
+
+    walk("learned", learned)
+    for lg in loggers:
+        if _is_wandb(lg):
+            lg.experiment.summary.update(flat)
+
+
 def log_explanations(loggers, explanations: list, pngs: list[Path], layers: list[float] | None) -> None:
     """Token weights (``explain/token_weights``), layer weights and their plots, into the run."""
     for lg in loggers:

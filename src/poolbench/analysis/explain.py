@@ -36,8 +36,7 @@ def has_token_weights(model) -> bool:
 
 def layer_weights(model) -> list[float] | None:
     """The learned softmax weight of each hidden layer (embeddings first) for ``layers=scalar_mix``."""
-    fn = getattr(model.layers, "layer_weights", None)
-    return fn().detach().cpu().tolist() if fn else None
+    return model.layers.layer_weights().detach().cpu().tolist() if model.layers.has_layer_weights else None
 
 
 @torch.no_grad()

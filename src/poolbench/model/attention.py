@@ -32,6 +32,8 @@ class AttentionPooling(Pooler):
     """
 
     has_token_weights = True
+    start = "query: zero (uniform token weights)"
+    uniform_equivalent = "mean pooling"
 
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
@@ -63,6 +65,8 @@ class MultiHeadAttentionPooling(Pooler):
     """
 
     has_token_weights = True
+    start = "latent query and projections: random"
+    uniform_equivalent = "a linear map of mean pooling"
 
     @classmethod
     def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
@@ -116,6 +120,8 @@ class SelfAttentivePooling(Pooler):
     """
 
     has_token_weights = True
+    start = "scoring layers: random"
+    uniform_equivalent = "mean pooling, once per hop"
 
     @classmethod
     def check(cls, settings: dict, facts: dict | None = None) -> list[str]:

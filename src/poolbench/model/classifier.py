@@ -143,6 +143,7 @@ class PoolingClassifier(pl.LightningModule):
         self._tokens = torch.zeros(2, dtype=torch.long)  # (real, padded) training tokens this epoch
         self._resume_rng_state: torch.Tensor | None = None  # set when a checkpoint is loaded to resume
         self.test_confusion_matrix: torch.Tensor | None = None  # rows: true class, columns: predicted
+        self.observe_pooler_inputs: Callable | None = None  # called with what the pooler reads (callbacks)
 
     def train(self, mode: bool = True) -> PoolingClassifier:
         super().train(mode)
@@ -169,6 +170,8 @@ class PoolingClassifier(pl.LightningModule):
         elif self.layers.all_layers:
             raise ValueError("precomputed final-layer token states cannot feed a model that mixes several layers")
         pooled, auxiliary = self.pooling.pool(hidden_states, attention_mask)  # (B, H_out)
+        if self.observe_pooler_inputs is not None:  # run.learned.LearnedParts measures the token weights in tests
+            self.observe_pooler_inputs(hidden_states, attention_mask)
         return self.classifier(self.dropout(pooled)), auxiliary  # (B, num_labels)
 
     def model_step(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

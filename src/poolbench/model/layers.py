@@ -17,9 +17,14 @@ from poolbench.settings import Settings, raise_problems
 
 class LayerSelector(nn.Module):
     """What every ``layers=`` choice is: ``Selector(hidden_size, num_layers, ...)``, ``out_features``,
-    ``all_layers``, ``forward(layer_states tuple) -> (B, T, out_features)``, and ``check`` of its settings."""
+    ``all_layers``, ``forward(layer_states tuple) -> (B, T, out_features)``, and ``check`` of its settings. A
+    selector that learns weights over the layers has ``layer_weights()`` (summing to one), says where they start
+    (``start``) and what it computes while they are uniform (``uniform_equivalent``)."""
 
     all_layers = False
+    has_layer_weights = False
+    start: str | None = None
+    uniform_equivalent: str | None = None
     out_features: int
 
     @classmethod
@@ -91,6 +96,9 @@ class ScalarMix(LayerSelector):
     """
 
     all_layers = True
+    has_layer_weights = True
+    start = "scores: equal (uniform layer weights), gamma 1"
+    uniform_equivalent = "the average of all layers (times gamma)"
 
     def __init__(self, hidden_size: int, num_layers: int) -> None:
         super().__init__()

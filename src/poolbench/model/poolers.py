@@ -56,12 +56,17 @@ class Pooler(nn.Module):
       ``has_token_weights`` / ``weights(hidden_states, attention_mask)``: each token's weight, (B, T) or
       (B, heads, T), shown by ``poolbench explain``;
       ``starts_from_encoder_pooler`` / ``load_encoder_pooler(module, encoder_name)``: starts from the
-      checkpoint's own pooler module (``BertPooler``), when it has one.
+      checkpoint's own pooler module (``BertPooler``), when it has one;
+    - a pooler with parameters says where they start (``start``) and, when it has token weights, what it computes
+      while they are uniform (``uniform_equivalent``): ``poolbench.model.learned`` names what a pooler that stayed
+      at its start computed in effect.
     """
 
     out_features: int
     has_token_weights = False
     starts_from_encoder_pooler = False
+    start: str | None = None  # where the learned parameters start (None: no parameters)
+    uniform_equivalent: str | None = None  # what it computes while its token weights are uniform
 
     @classmethod
     def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
@@ -110,6 +115,10 @@ class DenseTanhPooling(Pooler):
         self.dense = nn.Linear(hidden_size, hidden_size)
         self.activation = nn.Tanh()
         self.source = "fresh"  # where the dense weights came from; reported in the run log and results
+
+    @property
+    def start(self) -> str:
+        return f"dense layer: {self.source}"
 
     def load_encoder_pooler(self, encoder_pooler: nn.Module | None, encoder_name: str = "encoder") -> None:
         """Copy the checkpoint's pooler weights when there are any; log which start was taken."""
@@ -183,6 +192,8 @@ class RobertaHeadPooling(Pooler):
     whole head is exactly ``transformers``' ``RobertaClassificationHead`` (dropout, dense, tanh, dropout,
     out_proj on ``<s>``). ``dropout`` should equal ``model.classifier_dropout`` (RoBERTa uses one value for both).
     """
+
+    start = "dense layer: random"
 
     def __init__(self, hidden_size: int, dropout: float = 0.1, init_std: float = 0.02) -> None:
         super().__init__()

@@ -24,6 +24,7 @@ from poolbench.record import RunRecord
 from poolbench.run import distributed, resume
 from poolbench.run.build import build
 from poolbench.run.checks import validate
+from poolbench.run.learned import found_in
 from poolbench.run.preflight import preflight
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def run(cfg: DictConfig) -> float | None:
         if job.rank_zero:
             rows = write_predictions(job.output_dir, model, datamodule)
             finish_record(rec, job.output_dir, model, datamodule, trainer)
-            track_outputs(loggers, rows, model, datamodule, job.output_dir)
+            track_outputs(loggers, rows, model, datamodule, job.output_dir, rec.learned)
             announce(rec, job)
         return rec.metrics.get(cfg.optimized_metric)
     except Exception as err:
@@ -118,14 +119,17 @@ def finish_record(rec: RunRecord, output_dir: Path, model, datamodule, trainer: 
     rec.confusion_matrix = {"labels": names, "rows_true_cols_pred": model.test_confusion_matrix.tolist()}
     rec.num_examples = {s: len(datamodule.splits[s]) for s in datamodule.splits}
     rec.data_checksums = datamodule.data_checksums
+    rec.learned = found_in(trainer)
 
 
-def track_outputs(loggers: list, rows: list[dict], model, datamodule, output_dir: Path) -> None:
-    """To W&B: the confusion matrix, and what attention-type poolers and ``layers=scalar_mix`` learned."""
+def track_outputs(loggers: list, rows: list[dict], model, datamodule, output_dir: Path, learned: dict | None) -> None:
+    """To W&B: the confusion matrix, what the learned parts did, and what attention-type poolers and
+    ``layers=scalar_mix`` learned on a few test texts."""
     from poolbench.analysis.explain import record_examples
 
     names, texts = datamodule.label_names, datamodule.raw["test"].texts
     tracking.log_confusion(loggers, [r["label"] for r in rows], [r["pred"] for r in rows], names)
+    tracking.log_learned(loggers, learned)
     try:  # token and layer weights for a few test texts (also explanations.json)
         found = record_examples(model, datamodule.tokenizer, list(texts[:4]), datamodule.max_length, output_dir)
         if found:
