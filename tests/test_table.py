@@ -453,3 +453,60 @@ def test_a_table_over_two_tasks_ranks_the_rows_across_them(tmp_path, cache_dir):
     assert ("no critical-difference diagram: the omnibus test did not reject" in text) == (float(p.group(2)) >= 0.05)
     assert (out / "cd.png").read_bytes().startswith(b"\x89PNG")
     assert len(list(out.glob("metrics-data.train=*.png"))) == 2
+
+
+def test_rows_with_identical_predictions_are_said_to_be_one_model(sweep, tmp_path):
+    """An attention pooler that stayed at its start is mean pooling: a row whose runs predict exactly as another
+    row's, seed for seed, is named as its twin, gets no interval or floor of its own, stays out of the verdicts'
+    family (the other rows' verdicts are those of the table without it), and its Δ is its twin's."""
+    twin = tmp_path / "twin"
+    shutil.copytree(sweep, twin)
+    for seed in (1, 2, 3):
+        folder = twin / f"twin{seed}"  # after mean{seed}: the later row is the twin
+        shutil.copytree(twin / f"mean{seed}", folder)
+        record = json.loads((folder / "results.json").read_text())
+        record["choices"]["pooling"] = record["config"]["pooling"]["_target_"] = "attention"
+        (folder / "results.json").write_text(json.dumps(record))
+    alone = tables.build_table(find_runs([sweep]), by=["pooling"], ref="pooling=cls")
+    both = tables.build_table(find_runs([twin]), by=["pooling"], ref="pooling=cls")
+    text = report.to_markdown(both)
+    rows = {row.key[0]: row for row in both.rows}
+    assert rows["attention"].twin is rows["mean"] and rows["mean"].twin is None
+    assert "identical predictions to pooling=mean" in text and "| attention | 3 |" in text
+    assert "pooling=attention makes the same prediction as pooling=mean on every test text at each of its 3" in text
+    assert rows["attention"].comparison["test/acc"].diff == rows["mean"].comparison["test/acc"].diff
+    for key, row in ((r.key[0], r) for r in alone.rows):
+        assert rows[key].verdict["test/acc"].kind is row.verdict["test/acc"].kind
+        assert rows[key].verdict["test/acc"].interval == row.verdict["test/acc"].interval
+
+
+def test_the_table_says_what_each_learned_part_did(sweep):
+    """The measures of results.json "learned" under the table, and what a part that stayed at its start computed;
+    records without them are said to be unmeasured."""
+    assert "learned parts: not measured in these records" in report.to_markdown(
+        tables.build_table(find_runs([sweep]), by=["pooling"])
+    )
+    for seed, top in ((1, 1.004), (2, 1.3)):
+        path = sweep / f"mean{seed}" / "results.json"
+        record = json.loads(path.read_text())
+        stayed = top < 1.02
+        record["learned"] = {
+            "pooling": {
+                "start": "query: zero (uniform token weights)",
+                "lr": 5e-5,
+                "moved": 0.2 * seed,
+                "from_zero": True,
+                "token_weights": {"kl_to_uniform": 0.001, "top_x_tokens": top, "examples": 400},
+                "stayed": stayed,
+                "note": "token weights within 2% of uniform on the test set: it computed mean pooling"
+                if stayed
+                else None,
+            }
+        }
+        path.write_text(json.dumps(record))
+    text = report.to_markdown(tables.build_table(find_runs([sweep]), by=["pooling"]))
+    line = next(line for line in text.splitlines() if line.startswith("- note: pooling=mean: pooling"))
+    assert "(query: zero (uniform token weights), lr 5e-05)" in line and "moved 0.2-0.4 from zero" in line
+    assert "top token weight x tokens on the test set 1.004-1.300 (1 = uniform)" in line
+    assert line.endswith("stayed at its start in 1 of 2 seed(s): it computed mean pooling")
+    assert "not measured" not in text

@@ -57,13 +57,17 @@ class Kind(StrEnum):
     CLEARLY_WORSE = "clearly worse"  # shown below the best by more than the margin
     INCONCLUSIVE = "inconclusive"  # neither shown different nor shown within the margin
     ONE_SEED = "one seed"  # outside the family: its seed spread is unknown, it gets no verdict
+    IDENTICAL = "identical"  # the same predictions as an earlier row at every seed: one model, two names
     NA = "n/a"  # nothing to compare (no test predictions)
 
     def cell(self, margin_points: float) -> str:
         m = f"{margin_points:.2f}"
-        return {"tied": f"tied (±{m})", "clearly worse": f"worse > {m}", "one seed": "1 seed: examples only"}.get(
-            self.value, self.value
-        )
+        return {
+            "tied": f"tied (±{m})",
+            "clearly worse": f"worse > {m}",
+            "one seed": "1 seed: examples only",
+            "identical": "identical predictions",
+        }.get(self.value, self.value)
 
 
 SHOWN = (Kind.TIED, Kind.WORSE, Kind.CLEARLY_WORSE)  # verdicts that are claims: a sequential design stops there

@@ -33,6 +33,8 @@ def verdict_cell(table: Table, row, metric: str) -> str:
     if verdict is None:
         return ""
     cell = verdict.kind.cell(decide.points(table.margin))
+    if verdict.kind is Kind.IDENTICAL and row.twin is not None:
+        return f"{cell} to {row_label(table.by, row.twin.key)}"
     if verdict.interval is not None:
         low, high = (decide.points(v) for v in verdict.interval)
         cell += f" [{signed(low)}, {signed(high)}]"
@@ -98,6 +100,11 @@ def legend(table: Table) -> str:
         "shown different nor shown within the margin. Beside each verdict: the interval of the row minus the best, "
         "simultaneous over all pairs at the verdict's level."
     )
+    if any(row.twin is not None for row in table.rows):
+        text += (
+            " identical predictions to X: the row's models predict exactly as X's, seed for seed, on every test "
+            "text: it is X under another name and stays out of the verdicts."
+        )
     if any(_one_seed(row, metric) for row in table.rows for metric in table.metrics):
         text += (
             " 1 seed: examples only: a row with one seed has no seed spread; its Δ resamples test examples only "
@@ -153,6 +160,7 @@ def verdict_sentence(table: Table, metric: str) -> str:
         (Kind.CLEARLY_WORSE, f"worse by more than {m} points"),
         (Kind.INCONCLUSIVE, "inconclusive (not shown different, not shown within the margin)"),
         (Kind.ONE_SEED, "not compared (one seed)"),
+        (Kind.IDENTICAL, "the same predictions as another row (one model, two names; see the notes)"),
     ):
         if groups.get(kind):
             parts.append(f"{words}: {', '.join(groups[kind])}")

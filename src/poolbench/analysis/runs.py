@@ -21,6 +21,7 @@ class Run:
     record: RunRecord
     flat: dict = field(default_factory=dict)  # the config flattened (``model.lr``) plus the group choices
     source: str | None = None  # where it came from when not a local folder, e.g. wandb:ENTITY/PROJECT/ID
+    _predictions: tuple | None = field(default=None, repr=False, compare=False)  # read once
 
     def __str__(self) -> str:
         return self.source or str(self.folder)
@@ -41,9 +42,11 @@ class Run:
         return (self.folder / record.PREDICTIONS).is_file()
 
     def predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, predictions) of the test split, in example order."""
-        rows = record.read_predictions(self.folder)
-        return np.array([r["label"] for r in rows]), np.array([r["pred"] for r in rows])
+        """(labels, predictions) of the test split, in example order (read once)."""
+        if self._predictions is None:
+            rows = record.read_predictions(self.folder)
+            self._predictions = np.array([r["label"] for r in rows]), np.array([r["pred"] for r in rows])
+        return self._predictions
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -13,6 +13,7 @@ come from ``poolbench.analysis.runs``, comparisons from ``poolbench.analysis.sta
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -85,6 +86,7 @@ class Row:
     stats: dict = field(default_factory=dict)  # metric -> (mean, std, n)
     comparison: dict = field(default_factory=dict)  # metric -> Comparison | None, against the reference row
     verdict: dict = field(default_factory=dict)  # metric -> Verdict, against the best row
+    twin: Row | None = None  # an earlier row with the same predictions at every seed (this one is left out)
 
     @property
     def seeds(self) -> list:
@@ -168,6 +170,8 @@ def build_table(
                 row.stats[m] = (float(np.mean(values)), std, len(values))
     table = Table(by, list(metrics), rows, _find_ref(rows, by, ref), problems, notes, ci, margin, alpha, design=design)
     resampled = _resampled(rows, metrics, n_boot)
+    notes += _twins(rows, by)
+    notes += learned_notes(rows, by)
     if resampled is None:
         notes.append("no test predictions for the reference row: no paired comparisons")
         return table
@@ -195,8 +199,9 @@ def _to_ref(table: Table, metric: str, resampled: dict, row: Row) -> Comparison 
     if table.ci == "examples":
         return compare(a, b, "examples")
     family, members, _ = table.families.get(metric, (None, [], None))
-    if table.ref in members and row in members:
-        return in_family(family, members.index(table.ref), members.index(row))
+    ref, row = table.ref.twin or table.ref, row.twin or row  # identical predictions: the twin's contrast
+    if ref in members and row in members:
+        return in_family(family, members.index(ref), members.index(row))
     return one_seed(a, b)
 
 
@@ -223,9 +228,77 @@ def _resampled(rows: list[Row], metrics, n_boot: int) -> dict | None:
     return found
 
 
+def _twins(rows: list[Row], by: list[str]) -> list[str]:
+    """Rows whose runs make the same predictions as an earlier row's, seed for seed, on every test text: one model
+    under two names (an attention pooler that stayed at its start is mean pooling). Each gets ``twin``; the verdicts
+    leave it out of their family (it would count one model's seed spread twice), and the table says so."""
+    seen: dict[tuple, Row] = {}
+    notes = []
+    for row in rows:
+        runs = [r for r in row.runs if r.has_predictions()]
+        if not runs or len(runs) != len(row.runs):
+            continue
+        signature = tuple(sorted((str(r.seed), hashlib.sha1(r.predictions()[1].tobytes()).hexdigest()) for r in runs))
+        if signature in seen:
+            row.twin = seen[signature]
+            notes.append(
+                f"{row_label(by, row.key)} makes the same prediction as {row_label(by, row.twin.key)} on every test "
+                f"text at each of its {len(runs)} seed(s): one model under two names, left out of the verdicts"
+            )
+        else:
+            seen[signature] = row
+    return notes
+
+
+def learned_notes(rows: list[Row], by: list[str]) -> list[str]:
+    """What the rows' learned parts did (``results.json`` ``learned``, ``poolbench.model.learned``): for each row
+    with a learned pooler or layer mix, its measure over the seeds, and, where the part stayed at its start, what
+    it computed in effect. Records written before the measure existed: said once."""
+    notes = []
+    measured = [r for row in rows for r in row.runs if r.record.learned]
+    if not measured and rows:
+        return ["learned parts: not measured in these records (written before 2026-12-08; a rerun measures them)"]
+    for row in rows:
+        found = [r.record.learned for r in row.runs if r.record.learned]
+        for part in ("layers", "pooling"):
+            entries = [f[part] for f in found if part in f]
+            if entries:
+                notes.append(f"{row_label(by, row.key)}: {_part_line(part, entries)}")
+    return notes
+
+
+def _part_line(part: str, entries: list[dict]) -> str:
+    def span(values: list[float], fmt: str) -> str:
+        low, high = min(values), max(values)
+        return format(low, fmt) if format(low, fmt) == format(high, fmt) else f"{format(low, fmt)}-{format(high, fmt)}"
+
+    first, seeds = entries[0], len(entries)
+    words = [f"{part} ({first['start']}"]
+    rates = sorted({e["lr"] for e in entries if e.get("lr") is not None})
+    words[0] += f", lr {', '.join(f'{r:g}' for r in rates)})" if rates else ")"
+    moved = [e["moved"] for e in entries if e.get("moved") is not None]
+    if moved:
+        words.append(f"moved {span(moved, '.3g')}" + (" from zero" if first.get("from_zero") else " of its start"))
+    for key, unit in (("token_weights", "tokens"), ("layer_weights", "layers")):
+        weights = [e[key][f"top_x_{unit}"] for e in entries if e.get(key)]
+        if weights:
+            where = " on the test set" if unit == "tokens" else ""
+            words.append(f"top {unit[:-1]} weight x {unit}{where} {span(weights, '.3f')} (1 = uniform)")
+    stayed = [e for e in entries if e.get("stayed")]
+    line = ", ".join(words)
+    if stayed:
+        effect = stayed[0]["note"].split(": it computed ")[-1]
+        line += f"; stayed at its start in {len(stayed)} of {seeds} seed(s): it computed {effect}"
+    return line
+
+
 def _verdicts(table: Table, metric: str, resampled: dict) -> None:
     """Each row against the best row by ``metric`` (``decide``; or the sequential design's replay)."""
     rows = [row for row in table.rows if metric in row.stats and resampled.get(id(row))]
+    for row in rows:
+        if row.twin is not None:
+            row.verdict[metric] = Verdict(Kind.IDENTICAL)
+    rows = [row for row in rows if row.twin is None]
     members = [row for row in rows if len(resampled[id(row)]) >= 2]
     for row in rows:
         if row not in members:

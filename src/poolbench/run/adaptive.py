@@ -167,6 +167,7 @@ class AdaptiveSeeds:
         if table is None or self.metric not in table.families:
             return None
         family, members, replay = table.families[self.metric]
+        row = row.twin or row  # identical predictions: the same model, the same state
         return replay.states[members.index(row)] if replay is not None and row in members else None
 
     def _look(self, study: Study | None) -> dict:
