@@ -114,6 +114,20 @@ def rebuild_all(out: Path) -> list[str]:
     return differ
 
 
+def plan_and_simulate() -> str:
+    """A small ``poolbench plan`` on a committed study and a small simulation of the verdicts' error rates: the other
+    computations whose numbers come from the decision code (tables aside)."""
+    from poolbench.analysis import plan, runs, simulate
+    from poolbench.run import designs
+
+    fitted = plan.fit(runs.find_runs([f"{FT}/runs"]), "test/acc")
+    text = plan.format_plan(fitted, plan.plan(fitted, 1.0, max_seeds=4, studies=12))
+    for regime in ("project", "luck"):
+        found = designs.fixed(simulate.REGIMES[regime], studies=12, seeds=3, effect=4.0, n_boot=200)
+        text += f"\n{regime}: found {found.found:.6f}"
+    return text
+
+
 def rebuild_in_subprocess(out: Path, core: str | None, threads: int) -> dict:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "OPENBLAS_VERBOSE": "2"}
     if core:
@@ -130,15 +144,17 @@ def rebuild_in_subprocess(out: Path, core: str | None, threads: int) -> dict:
 def test_every_committed_table_rebuilds_the_same_under_every_blas_kernel_and_thread_count(tmp_path):
     """The issue's fault: the verdicts' intervals and floors differed in the last digit (and "decided at" looks
     moved) between CPUs, because their draws came from eigenvectors that a kernel may choose freely. Each core type
-    this CPU can run, with 1 and 2 threads, in its own process (two at a time), must give the committed tables."""
+    this CPU can run, with 1 and 2 threads, in its own process (two at a time), must give the committed tables, and
+    the same `poolbench plan` and simulated error rates as every other."""
     settings = [(core, threads) for core in runnable_core_types() or [None] for threads in (1, 2)]
     with ThreadPoolExecutor(2) as pool:
         found = list(pool.map(lambda s: rebuild_in_subprocess(tmp_path / f"{s[0]}-{s[1]}", *s), settings))
     assert all(f["differ"] == [] for f in found), [f for f in found if f["differ"]]
+    assert len({f["plan_and_simulate"] for f in found}) == 1, [f["plan_and_simulate"] for f in found]
     if len(settings) > 2:  # the forced kernels were in effect: as many cores as core types asked for
         assert len({core for f in found for core in f["cores"]}) == len(settings) // 2, found
 
 
 if __name__ == "__main__":
     os.chdir(ROOT)  # the READMEs' commands run from the repository root; notes name runs by those paths
-    print(json.dumps({"differ": rebuild_all(Path(sys.argv[1]))}))
+    print(json.dumps({"differ": rebuild_all(Path(sys.argv[1])), "plan_and_simulate": plan_and_simulate()}))

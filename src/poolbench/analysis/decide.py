@@ -388,7 +388,7 @@ def two_way_fit(rows: list[dict]) -> tuple[np.ndarray, float, int, np.ndarray] |
 
 def contrast(family: Family, i: int, j: int) -> tuple[float, float, float, float]:
     """``mean_j - mean_i`` alone (no multiplicity): (difference, standard error, df, two-sided p) with Student t on
-    the seed part's df: the Δ column of a table."""
+    ``effective_df``: the Δ column of a table."""
     from scipy.stats import t
 
     d, se, df = float(family.means[j] - family.means[i]), family.se(i, j), family.effective_df()

@@ -6,14 +6,13 @@ seeds *and* (from the same population) new test examples, so the difference of t
 machine learning benchmarks") ask; ``examples`` is the older paired bootstrap over test examples with the seeds
 held fixed: an interval for *these trained models on this test set*. See README "Ablation tables".
 
-The ``seeds`` interval adds the two sources' variances. With per-seed differences ``D_s`` (paired: both rows
-trained with the same seeds), ``V = s_D^2 / n + V_T``: the seed part is the spread of ``D_s`` over the ``n``
-seeds; the test part ``V_T`` is the variance of the mean difference over bootstrap resamples of the test
-examples (every model resampled with the same examples). Each part also holds the models' own errors on these
-examples once, so ``V`` errs on the safe side. Unpaired rows (different seeds) add the two rows' seed parts
-(Welch). The interval is ``d ± t_{0.975, df} sqrt(V)`` with Welch-Satterthwaite's ``df`` for the seed parts: with
-3 seeds the t quantile is large when the seeds dominate, as it must be. (A bootstrap over 3 seeds has only 10
-distinct resamples and shrinks their spread by a third.) ``poolbench.analysis.simulate`` checks the coverage.
+The ``seeds`` interval is the two-row case of the verdicts' family (``poolbench.analysis.decide.Family``): the
+seed part is the seed-to-seed variance pooled over the rows (a two-way fit, rows x seeds, when they share seeds),
+the test part the covariance of the rows' means over bootstrap resamples of the test examples between different
+models (every model resampled with the same examples). The interval is ``d ± t_{0.975, df} se`` with the family's
+``effective_df`` (Welch-Satterthwaite with the seed variance at its upper 90% bound): with 3 seeds the t quantile is
+large when the seeds dominate, as it must be. (A bootstrap over 3 seeds has only 10 distinct resamples and shrinks
+their spread by a third.) ``poolbench.analysis.simulate`` checks the coverage.
 """
 
 from __future__ import annotations
@@ -103,8 +102,8 @@ def compare(a: dict, b: dict, method: str = "seeds") -> Comparison | None:
     """Compare two rows, each ``seed -> Resampled`` (resampled with the same examples). ``None``: nothing to compare.
 
     ``seeds`` with two or more seeds in each row: the two-row family of ``poolbench.analysis.decide`` (seed spread
-    pooled over the rows, test-set part between models, Student t on the seed part's df). A row with one seed has no
-    seed spread: the difference of the rows' means with a bootstrap over test examples only, and says so.
+    pooled over the rows, test-set part between models, Student t on the family's effective df). A row with one
+    seed has no seed spread: the difference of the rows' means with a bootstrap over test examples only, and says so.
     """
     if not a or not b:
         return None
