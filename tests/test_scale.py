@@ -110,7 +110,7 @@ def test_a_ddp_strategy_needs_poolbench_to_shard_the_data(compose):
 def test_ddp_on_cpu_with_two_processes_matches_a_single_process_evaluation(tmp_path, csv_data, cache_dir):
     run_dir = tmp_path / "run"
     done = train([*data_overrides(csv_data), "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                  "trainer.precision=32-true", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"],
+                  "trainer.precision=32-true", "trainer.max_epochs=2", "pooling=attention", f"hydra.run.dir={run_dir}"],
                  env_for(tmp_path, cache_dir))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in run_dir.rglob("results.json") if "wandb" not in p.parts) == ["results.json"]
@@ -123,6 +123,7 @@ def test_ddp_on_cpu_with_two_processes_matches_a_single_process_evaluation(tmp_p
     assert sorted(p["idx"] for p in preds) == list(range(results["num_examples"]["test"]))  # each example once
     acc = sum(p["label"] == p["pred"] for p in preds) / len(preds)
     assert results["metrics"]["test/acc"] == pytest.approx(acc)  # synced over both ranks' halves
+    assert results["learned"]["pooling"]["token_weights"]["examples"] == len(preds)  # both ranks' token weights
     # the best checkpoint, evaluated in one process on the whole validation set, gives the DDP run's number
     assert single_process_val_f1(run_dir) == pytest.approx(results["metrics"]["val/f1_macro_best"], abs=1e-6)
 

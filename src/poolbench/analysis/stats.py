@@ -22,16 +22,32 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def confusions(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion counts (..., K, K), true class by predicted, of labels and predictions along the last axis
+    (shape (..., N): a batch of resamples at once, by one ``bincount``)."""
+    labels, preds = np.asarray(labels), np.asarray(preds)
+    lead, cells = labels.shape[:-1], num_classes * num_classes
+    rows = int(np.prod(lead)) if lead else 1
+    flat = labels.reshape(rows, -1) * num_classes + preds.reshape(rows, -1) + (np.arange(rows) * cells)[:, None]
+    return np.bincount(flat.ravel(), minlength=rows * cells).reshape(*lead, num_classes, num_classes)
+
+
+def macro_f1_of(counts: np.ndarray) -> np.ndarray:
+    """Macro-F1 of confusion counts (..., K, K)."""
+    tp = np.diagonal(counts, axis1=-2, axis2=-1)
+    fp, fn = counts.sum(axis=-2) - tp, counts.sum(axis=-1) - tp
+    denom = 2 * tp + fp + fn
+    return np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0), axis=-1)
+
+
+def accuracy_of(counts: np.ndarray) -> np.ndarray:
+    """Accuracy of confusion counts (..., K, K)."""
+    return np.trace(counts, axis1=-2, axis2=-1) / counts.sum(axis=(-2, -1))
+
+
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
     """Macro-F1 along the last axis (works on a batch of resamples, shape (..., N))."""
-    scores = []
-    for c in range(num_classes):
-        tp = np.sum((labels == c) & (preds == c), axis=-1)
-        fp = np.sum((labels != c) & (preds == c), axis=-1)
-        fn = np.sum((labels == c) & (preds != c), axis=-1)
-        denom = 2 * tp + fp + fn
-        scores.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
-    return np.mean(scores, axis=0)
+    return macro_f1_of(confusions(labels, preds, num_classes))
 
 
 def accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
@@ -39,6 +55,7 @@ def accuracy(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndar
 
 
 METRIC_FUNCTIONS = {"test/acc": accuracy, "test/f1_macro": macro_f1}
+FROM_COUNTS = {accuracy: accuracy_of, macro_f1: macro_f1_of}  # the same numbers, from confusion counts
 
 
 @dataclass
@@ -50,8 +67,16 @@ class Resampled:
 
 
 def resample(fn, labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_classes: int) -> Resampled:
-    """``fn`` on the test set and on the resamples ``idx`` (n_boot, N), shared by every model of a table."""
-    return Resampled(float(fn(labels, preds, num_classes)), fn(labels[idx], preds[idx], num_classes))
+    """``fn`` on the test set and on the resamples ``idx`` (n_boot, N), shared by every model of a table. The
+    metrics of ``FROM_COUNTS`` come from each resample's confusion counts: one gather of a (label, prediction) code
+    per example and one ``bincount``, the same numbers as ``fn`` on the gathered arrays."""
+    observed = float(fn(labels, preds, num_classes))
+    if fn not in FROM_COUNTS:
+        return Resampled(observed, fn(labels[idx], preds[idx], num_classes))
+    cells = num_classes * num_classes
+    codes = (np.asarray(labels) * num_classes + np.asarray(preds))[idx] + (np.arange(len(idx)) * cells)[:, None]
+    counts = np.bincount(codes.ravel(), minlength=len(idx) * cells).reshape(len(idx), num_classes, num_classes)
+    return Resampled(observed, FROM_COUNTS[fn](counts))
 
 
 def draw(n_examples: int, n_boot: int, seed: int = 0) -> np.ndarray:

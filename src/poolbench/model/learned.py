@@ -75,6 +75,15 @@ class TokenWeights:
         self.top += float(top.mean(-1)[keep].sum())
         self.examples += int(keep.sum())
 
+    def gather(self) -> None:
+        """Under DDP, the sums over every rank's share of the test set (collective: every rank calls it)."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            sums = torch.tensor([self.kl, self.top, float(self.examples)], dtype=torch.float64)
+            dist.all_reduce(sums)
+            self.kl, self.top, self.examples = float(sums[0]), float(sums[1]), int(sums[2])
+
     def result(self) -> dict | None:
         if not self.examples:
             return None

@@ -47,6 +47,8 @@ class LearnedParts(pl.Callback):
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pl_module.observe_pooler_inputs = None
+        if self._tokens is not None:
+            self._tokens.gather()
         self.found = learned.report(pl_module, self.start, self.lrs, self._tokens)
 
 
