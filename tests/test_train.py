@@ -74,8 +74,10 @@ def test_a_sweep_gives_one_record_per_job_and_its_wandb_runs_in_one_folder(tmp_p
         attached = run / "files" / "poolbench"
         assert json.loads((attached / "results.json").read_text()) == results
         assert (attached / "test_predictions.jsonl").read_text().count("\n") == results["num_examples"]["test"]
-        if pooling == "attention":  # what the attention pooler learned, for a few test texts
+        if pooling == "attention":  # what the attention pooler learned, for a few test texts and on all of them
             assert {"explain/token_weights", "explain/images"} <= set(summary["summary"])
+            top = summary["summary"]["learned/pooling/token_weights/top_x_tokens"]
+            assert top == pytest.approx(results["learned"]["pooling"]["token_weights"]["top_x_tokens"])
         seen[pooling] = summary["run_id"]
     assert sorted(seen) == ["attention", "cls", "mean"] and len(set(seen.values())) == 3
     assert done.stdout.count("[poolbench]") == 3

@@ -142,7 +142,8 @@ def verdict_sentence(table: Table, metric: str) -> str:
     """The claim the table supports for ``metric``, in one sentence."""
     best = table.best(metric)
     if best is None or not any(r.verdict.get(metric) and r.verdict[metric].kind is Kind.BEST for r in table.rows):
-        if table.rows and all(_one_seed(r, metric) for r in table.rows):
+        own = [r for r in table.rows if r.twin is None]  # a twin is its twin's row under another name
+        if own and all(_one_seed(r, metric) for r in own):
             return (
                 f"{metric}: no verdict: every row has one seed, so no seed spread is known (the Δ column is over "
                 "test examples only); run two seeds or more (seed=1,2,3) for verdicts."
