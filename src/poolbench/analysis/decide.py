@@ -45,7 +45,6 @@ from enum import StrEnum
 import numpy as np
 
 from poolbench.analysis import maxt as integration
-from poolbench.analysis.maxt import MaxT
 
 
 class Kind(StrEnum):
@@ -263,7 +262,7 @@ def decide(family: Family, alpha: float, margin: float, refine: bool = True) -> 
     needed = [n for n, pair in enumerate(pairs) if best in pair]
     widest = max((se[pairs[n]] for n in needed), default=0.0)
     first = integration.FIRST if refine else integration.QUICK
-    maxt = MaxT(family, cov, t_obs=t_obs, needed=needed, first=first)
+    maxt = integration.MaxT(family, cov, t_obs=t_obs, needed=needed, first=first)
     while True:
         critical, adjusted = maxt.critical(alpha), maxt.step_down()
         p_error = max((adjusted[n].error / p_half_unit(adjusted[n].value) for n in needed), default=0.0)
@@ -302,7 +301,7 @@ def equivalence_floors(family: Family, alpha: float, refine: bool = True) -> tup
     best = best_of(family.means)
     test_only = family.test_cov + np.eye(family.k) * 1e-12
     widest = max((family.se(i, best, family.test_cov) for i in range(family.k) if i != best), default=0.0)
-    maxt = MaxT(family, test_only, df=math.inf, first=integration.FIRST if refine else integration.QUICK)
+    maxt = integration.MaxT(family, test_only, df=math.inf, first=integration.FIRST if refine else integration.QUICK)
     while (c := maxt.critical(alpha)).error * widest > HALF_UNIT and refine and maxt.refine():
         pass
     floors = [None if i == best else c.value * family.se(i, best, family.test_cov) for i in range(family.k)]

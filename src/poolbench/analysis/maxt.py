@@ -154,10 +154,9 @@ class MaxT:
     def _extend(self, n: int) -> None:
         """Integrate over ``n`` more directions per scrambling (whole chunks, keeping Sobol's balance)."""
         assert n % CHUNK == 0, n
-        while n > 0:
-            step = CHUNK
-            u = directions(self.k, self.directions // CHUNK)  # (R, step, k)
-            heights = np.abs(u @ self.loadings.T)  # (R, step, pairs)
+        for _ in range(n // CHUNK):
+            u = directions(self.k, self.directions // CHUNK)  # (R, CHUNK, k)
+            heights = np.abs(u @ self.loadings.T)  # (R, CHUNK, pairs)
             with np.errstate(divide="ignore"):  # a direction along which no pair varies: log 0 = -inf
                 self._log_top.append(np.log(heights.max(axis=2)) if self.pairs else np.full(heights.shape[:2], -np.inf))
             if self.t_obs is not None and self.steps:
@@ -167,8 +166,7 @@ class MaxT:
                 with np.errstate(divide="ignore", invalid="ignore"):  # no pair left that varies: p = 1 at t = 0
                     log_x = np.where(suffix > 0, np.log(t) - np.log(suffix), np.where(t > 0, np.inf, -np.inf))
                 self._exceed += self.tail(log_x.reshape(-1)).reshape(log_x.shape).sum(axis=1)
-            self.directions += step
-            n -= step
+            self.directions += CHUNK
 
     def refine(self) -> bool:
         """Double the directions; ``False`` when already at ``MOST``."""

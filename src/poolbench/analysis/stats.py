@@ -22,14 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 
 
+def _counts(codes: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion counts (rows, K, K) of (label * K + prediction) codes (rows, N), by one ``bincount``."""
+    rows, cells = codes.shape[0], num_classes * num_classes
+    flat = codes + (np.arange(rows) * cells)[:, None]
+    return np.bincount(flat.ravel(), minlength=rows * cells).reshape(rows, num_classes, num_classes)
+
+
 def confusions(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
     """Confusion counts (..., K, K), true class by predicted, of labels and predictions along the last axis
-    (shape (..., N): a batch of resamples at once, by one ``bincount``)."""
-    labels, preds = np.asarray(labels), np.asarray(preds)
-    lead, cells = labels.shape[:-1], num_classes * num_classes
-    rows = int(np.prod(lead)) if lead else 1
-    flat = labels.reshape(rows, -1) * num_classes + preds.reshape(rows, -1) + (np.arange(rows) * cells)[:, None]
-    return np.bincount(flat.ravel(), minlength=rows * cells).reshape(*lead, num_classes, num_classes)
+    (shape (..., N): a batch of resamples at once)."""
+    codes = np.asarray(labels) * num_classes + np.asarray(preds)
+    lead = codes.shape[:-1]
+    return _counts(codes.reshape(-1, codes.shape[-1]), num_classes).reshape(*lead, num_classes, num_classes)
 
 
 def macro_f1_of(counts: np.ndarray) -> np.ndarray:
@@ -73,10 +78,8 @@ def resample(fn, labels: np.ndarray, preds: np.ndarray, idx: np.ndarray, num_cla
     observed = float(fn(labels, preds, num_classes))
     if fn not in FROM_COUNTS:
         return Resampled(observed, fn(labels[idx], preds[idx], num_classes))
-    cells = num_classes * num_classes
-    codes = (np.asarray(labels) * num_classes + np.asarray(preds))[idx] + (np.arange(len(idx)) * cells)[:, None]
-    counts = np.bincount(codes.ravel(), minlength=len(idx) * cells).reshape(len(idx), num_classes, num_classes)
-    return Resampled(observed, FROM_COUNTS[fn](counts))
+    codes = np.asarray(labels) * num_classes + np.asarray(preds)
+    return Resampled(observed, FROM_COUNTS[fn](_counts(codes[idx], num_classes)))
 
 
 def draw(n_examples: int, n_boot: int, seed: int = 0) -> np.ndarray:
