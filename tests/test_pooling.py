@@ -124,6 +124,19 @@ def test_reference_values():
     assert weights[0, 2] == 0 and torch.allclose(weights.sum(-1), torch.ones(2))
 
 
+def test_attention_scale_multiplies_the_scores():
+    """``pooling.scale`` replaces 1/sqrt(H): scale 1 with query q scores like the default with query sqrt(H) q."""
+    hidden, mask = torch.randn(2, 4, H), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    q = torch.randn(H)
+    unscaled, default = AttentionPooling(H, scale=1.0), AttentionPooling(H)
+    with torch.no_grad():
+        unscaled.query.copy_(q)
+        default.query.copy_(q * math.sqrt(H))
+    torch.testing.assert_close(unscaled.weights(hidden, mask), default.weights(hidden, mask))
+    with pytest.raises(ConfigError, match=r"pooling\.scale: must be null or a number > 0"):
+        AttentionPooling(H, scale=0)
+
+
 def test_attention_starts_as_mean_pooling():
     hidden, mask = torch.randn(2, 4, H), torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
     torch.testing.assert_close(AttentionPooling(H)(hidden, mask), POOLERS["mean"](H)(hidden, mask))

@@ -27,19 +27,32 @@ def masked_softmax(scores: torch.Tensor, attention_mask: torch.Tensor) -> torch.
 class AttentionPooling(Pooler):
     """A learned query scores each token; softmax over the real tokens; weighted sum of their states.
 
-    ``score_t = q . h_t / sqrt(H)``. The query starts at zero, so the pooler starts as mean pooling and
-    learns where to look from there.
+    ``score_t = s * q . h_t`` with ``s = 1/sqrt(H)`` by default (scaled dot product). The query starts at zero, so
+    the pooler starts as mean pooling and learns where to look from there.
+
+    Args:
+        hidden_size: the encoder's hidden size H (= ``out_features``).
+        scale: ``s``; None: ``1/sqrt(H)``. Under Adam, which moves each coordinate of ``q`` by about the learning rate
+            a step whatever the gradient's size, ``s`` sets how fast the scores can move: a larger ``s`` lets a
+            zero-started query leave mean pooling sooner (experiments/head_lr_pilot).
     """
 
     has_token_weights = True
     start = "query: zero (uniform token weights)"
     uniform_equivalent = "mean pooling"
 
-    def __init__(self, hidden_size: int) -> None:
+    @classmethod
+    def check(cls, settings: dict, facts: dict | None = None) -> list[str]:
+        found = Settings(settings, "pooling")
+        found.number("scale", lambda v: v > 0, "a number > 0 (null: 1/sqrt(hidden size))", optional=True)
+        return found.problems
+
+    def __init__(self, hidden_size: int, scale: float | None = None) -> None:
+        raise_problems(self.check({"scale": scale}))
         super().__init__()
         self.out_features = hidden_size
         self.query = nn.Parameter(torch.zeros(hidden_size))
-        self.scale = hidden_size**-0.5
+        self.scale = hidden_size**-0.5 if scale is None else float(scale)
 
     def weights(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Attention weight of each token, (B, T); zero on padding, rows sum to one."""
