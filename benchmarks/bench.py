@@ -142,9 +142,16 @@ def bench_step(args) -> None:
         model = PoolingClassifier(from_pretrained(path), DenseTanhPooling, num_labels=4, warmup_ratio=0.0)
         timer = StepTimer()
         trainer = pl.Trainer(
-            max_steps=n + 1, accelerator=dev, precision=precision, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=[timer], limit_val_batches=0,
-        )  # fmt: skip
+            max_steps=n + 1,
+            accelerator=dev,
+            precision=precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[timer],
+            limit_val_batches=0,
+        )
         trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([batch] * (n + 1), batch_size=None))
         return timer.times
 
@@ -255,10 +262,16 @@ def poolbench_epoch(dm, path, n, args):
     model = PoolingClassifier(from_pretrained(path), MeanPooling, num_labels=4, fused_optimizer=args.fused)
     batches = -(-n // dm.batch_size)
     trainer = pl.Trainer(
-        max_epochs=1, limit_train_batches=batches, limit_val_batches=0, accelerator=device(), logger=False,
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        accelerator=device(),
+        logger=False,
         precision=args.precision,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - t0
@@ -288,10 +301,20 @@ def trainer_epoch(tokenizer, train, path, args):
     model = BertForSequenceClassification.from_pretrained(path, num_labels=4)
     with tempfile.TemporaryDirectory() as out:
         targs = TrainingArguments(
-            output_dir=out, per_device_train_batch_size=32, num_train_epochs=1, learning_rate=5e-5,
-            warmup_steps=0.1, weight_decay=0.01, report_to=[], save_strategy="no", logging_strategy="no",
-            use_cpu=device() == "cpu", dataloader_num_workers=0, disable_tqdm=True, seed=0,
-        )  # fmt: skip
+            output_dir=out,
+            per_device_train_batch_size=32,
+            num_train_epochs=1,
+            learning_rate=5e-5,
+            warmup_steps=0.1,
+            weight_decay=0.01,
+            report_to=[],
+            save_strategy="no",
+            logging_strategy="no",
+            use_cpu=device() == "cpu",
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            seed=0,
+        )
         trainer = Trainer(
             model=model,
             args=targs,
@@ -341,11 +364,19 @@ def bench_frozen(args) -> None:
         subprocess.run(["cp", "-r", str(user_cache), env["POOLBENCH_CACHE"]], check=True)
         subprocess.run(["rm", "-rf", str(Path(env["POOLBENCH_CACHE"]) / "features")], check=True)
         cmd = [
-            sys.executable, "train.py", "-m", "pooling=cls,pooler,mean,max,attention", f"seed={args.seeds}",
-            "encoder.freeze=true", f"encoder.cache_features={str(args.cache).lower()}", "logger=none",
-            f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false", "model.lr=1e-3",
+            sys.executable,
+            "train.py",
+            "-m",
+            "pooling=cls,pooler,mean,max,attention",
+            f"seed={args.seeds}",
+            "encoder.freeze=true",
+            f"encoder.cache_features={str(args.cache).lower()}",
+            "logger=none",
+            f"trainer.max_epochs={args.epochs}",
+            "trainer.enable_progress_bar=false",
+            "model.lr=1e-3",
             f"hydra.sweep.dir={tmp}/sweep",
-        ]  # fmt: skip
+        ]
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out, _ = proc.communicate()
@@ -357,8 +388,9 @@ def bench_frozen(args) -> None:
             res = json.loads(r.read_text())
             f1[res["overrides"]] = res["metrics"]["test/f1_macro"]
     child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    emit(bench="frozen", cache=args.cache, jobs=len(f1), seconds=seconds, test_f1_macro=f1,
-         sweep_peak_rss_mib=child_peak)  # fmt: skip
+    emit(
+        bench="frozen", cache=args.cache, jobs=len(f1), seconds=seconds, test_f1_macro=f1, sweep_peak_rss_mib=child_peak
+    )
 
 
 # --- (d) where the time goes ----------------------------------------------------------------------------------
@@ -368,7 +400,7 @@ CATEGORIES = [  # (name, substrings of the profiler's op names), first match win
     (
         "attention (scaled dot product)",
         ("scaled_dot_product", "_flash_attention", "_efficient_attention", "bmm", "softmax"),
-    ),  # fmt: skip
+    ),
     ("matmuls (linear layers)", ("addmm", "aten::mm", "matmul", "linear")),
     ("layer norm / GELU / dropout", ("layer_norm", "gelu", "dropout", "native_dropout")),
     ("casts (autocast)", ("aten::to", "_to_copy", "copy_")),
@@ -389,9 +421,17 @@ def bench_profile(args) -> None:
     torch.manual_seed(0)
     _, dm = load_default_data()
     model = PoolingClassifier(from_pretrained(packaged_minilm_path()), MeanPooling, num_labels=4)
-    trainer = pl.Trainer(max_epochs=1, limit_train_batches=args.steps + 5, limit_val_batches=0, accelerator=device(),
-                         logger=False, precision=args.precision, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer = pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=args.steps + 5,
+        limit_val_batches=0,
+        accelerator=device(),
+        logger=False,
+        precision=args.precision,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device() == "cuda" else [])
     t0 = time.perf_counter()
     with profile(activities=activities) as prof:
@@ -408,9 +448,16 @@ def bench_profile(args) -> None:
         spent = event.self_device_time_total if device() == "cuda" else event.self_cpu_time_total
         shares[kind] = shares.get(kind, 0.0) + spent / 1e6
     total = sum(shares.values())
-    emit(bench="profile", device=device_name(), time_counted="device" if device() == "cuda" else "cpu",
-         precision=args.precision, steps=args.steps + 5, wall_seconds=wall, profiled_seconds=total,
-         share={k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])})  # fmt: skip
+    emit(
+        bench="profile",
+        device=device_name(),
+        time_counted="device" if device() == "cuda" else "cpu",
+        precision=args.precision,
+        steps=args.steps + 5,
+        wall_seconds=wall,
+        profiled_seconds=total,
+        share={k: v / total for k, v in sorted(shares.items(), key=lambda kv: -kv[1])},
+    )
 
 
 # --- all ---------------------------------------------------------------------------------------------------
@@ -456,8 +503,14 @@ def machine() -> dict:
     import torch
     import transformers
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "cpu": cpu,
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -495,8 +548,14 @@ def main() -> None:
     p = sub.add_parser("all")
     p.add_argument("--fraction", type=float, default=1.0)
     args = parser.parse_args()
-    commands = {"step": bench_step, "epoch": bench_epoch, "frozen": bench_frozen, "all": run_all,
-                "profile": bench_profile, "speed": run_speed}  # fmt: skip
+    commands = {
+        "step": bench_step,
+        "epoch": bench_epoch,
+        "frozen": bench_frozen,
+        "all": run_all,
+        "profile": bench_profile,
+        "speed": run_speed,
+    }
     commands[args.cmd](args)
 
 

@@ -85,8 +85,10 @@ def wandb_summary(run_dir: Path) -> dict:
     """An offline W&B run's config, summary and state, read back with W&B's own `wandb leet inspect`."""
     done = subprocess.run(
         [str(Path(sys.executable).parent / "wandb"), "leet", "inspect", "--summary", "--json", str(run_dir)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
@@ -123,8 +125,14 @@ def single_process_val_f1(run_dir: Path) -> float:
     datamodule = instantiate(cfg.data, tokenizer=tokenizer, seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                         enable_model_summary=False, precision="32-true")  # fmt: skip
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        precision="32-true",
+    )
     return trainer.validate(model, datamodule=datamodule, verbose=False)[0]["val/f1_macro"]
 
 

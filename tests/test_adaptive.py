@@ -15,13 +15,25 @@ def test_seeds_go_only_to_open_rows_and_a_resumed_search_reruns_nothing(tmp_path
     """Truth known by construction: lr=1e-9 does not learn (chance level: clearly worse); lr=1e-3 and 1.1e-3 learn
     alike (close: more seeds; futility off, so that they go to max_seeds). Run with the joblib launcher, two jobs at a
     time."""
-    data = {s: write_csv(tmp_path / f"{s}.csv", synthetic_rows(n, i)) for i, (s, n) in
-            enumerate((("train", 300), ("val", 100), ("test", 300)))}  # fmt: skip
+    data = {
+        s: write_csv(tmp_path / f"{s}.csv", synthetic_rows(n, i))
+        for i, (s, n) in enumerate((("train", 300), ("val", 100), ("test", 300)))
+    }
     sweep = tmp_path / "sweep"
-    args = ["-m", "data=csv", *(f"data.{s}={p}" for s, p in data.items()), "trainer.max_epochs=3",
-            "model.lr=1e-3,1.1e-3,1e-9", "hydra/sweeper=adaptive_seeds", "hydra.sweeper.min_seeds=2",
-            "hydra.sweeper.max_seeds=4", "hydra.sweeper.futility=0", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "data=csv",
+        *(f"data.{s}={p}" for s, p in data.items()),
+        "trainer.max_epochs=3",
+        "model.lr=1e-3,1.1e-3,1e-9",
+        "hydra/sweeper=adaptive_seeds",
+        "hydra.sweeper.min_seeds=2",
+        "hydra.sweeper.max_seeds=4",
+        "hydra.sweeper.futility=0",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    ]
     env = clean_env(tmp_path, cache_dir)
     done = train_cli(args, env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -19,9 +19,15 @@ ONLINE_ENCODERS = {"bert_base", "roberta_base"}  # hub checkpoints: composed and
 
 
 def test_every_pooler_class_has_its_config_and_every_config_its_class():
-    defined = {cls for module in (poolers, attention) for _, cls in inspect.getmembers(module, inspect.isclass)
-               if issubclass(cls, nn.Module) and cls.__module__ == module.__name__ and cls.__name__.endswith("Pooling")
-               and cls is not poolers.FixedPooling}  # fmt: skip
+    defined = {
+        cls
+        for module in (poolers, attention)
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if issubclass(cls, nn.Module)
+        and cls.__module__ == module.__name__
+        and cls.__name__.endswith("Pooling")
+        and cls is not poolers.FixedPooling
+    }
     configured = pooler_configs()
     assert set(configured.values()) == defined and len(configured) == len(defined)  # one config per class
     assert {"cls", "pooler", "mean", "max", "attention"} <= set(configured)  # the README's core five

@@ -40,8 +40,17 @@ def test_hutto4_cuts_four_classes_drops_neutral_and_duplicates(tokenizer, tmp_pa
     monkeypatch.setattr(hutto, "read", lambda folder: fake_rows())
     dm = Hutto4DataModule(tokenizer, cache_dir=str(tmp_path / "cache"))
     assert [dm.label_of(s) for s in (-3.0, -1.5, -1.0, -0.5, -0.4, 0.0, 0.49, 0.5, 1.49, 1.5)] == [
-        0, 1, 1, None, None, None, None, 2, 2, 3
-    ]  # fmt: skip
+        0,
+        1,
+        1,
+        None,
+        None,
+        None,
+        None,
+        2,
+        2,
+        3,
+    ]
     raw = dm.read_splits()
     texts = [t for split in raw.values() for t in split.texts]
     assert len(texts) == len(set(texts)) == 8 + 40  # 4 neutral dropped, 1 duplicate dropped
@@ -78,8 +87,9 @@ def test_csv_tsv_jsonl_with_string_labels(tokenizer, tmp_path):
     val.write_text("\n".join(json.dumps({"sentence": r["text"], "y": r["label"]}) for r in rows[:8]))
     test = write_csv(tmp_path / "test.csv", [{"sentence": r["text"], "y": r["label"]} for r in rows[:8]])
     write_csv(train, [{"sentence": r["text"], "y": r["label"]} for r in rows], delimiter="\t")
-    dm = files_dm(tokenizer, tmp_path, train=str(train), val=str(val), test=str(test), text_column="sentence",
-                  label_column="y")  # fmt: skip
+    dm = files_dm(
+        tokenizer, tmp_path, train=str(train), val=str(val), test=str(test), text_column="sentence", label_column="y"
+    )
     dm.setup()
     assert dm.num_labels == 4
     assert dm.label_names == sorted({r["label"] for r in rows})  # strings -> ids in sorted order
@@ -164,9 +174,13 @@ def test_label_out_of_range(tokenizer, tmp_path):
 
 def test_label_not_in_label_set(tokenizer, tmp_path, csv_data):
     msg = setup_error(
-        tokenizer, tmp_path, train=str(csv_data["train"]), val=str(csv_data["val"]), test=str(csv_data["test"]),
+        tokenizer,
+        tmp_path,
+        train=str(csv_data["train"]),
+        val=str(csv_data["val"]),
+        test=str(csv_data["test"]),
         label_names=["very_negative", "negative", "positive"],
-    )  # fmt: skip
+    )
     assert "label 'very_positive' in column 'label' is not in the label set" in msg and "row " in msg
 
 

@@ -12,20 +12,26 @@ from poolbench.model.encoder import from_pretrained, load_tokenizer
 
 GOOD = "text,label\na fine film,1\na dull film,0\na good plot,1\n"
 BAD_FILES = {  # file name -> (bytes, what the one-line message must say)
-    "phantom.csv": (b"text,label\nok,1\nfine,7\n",
-                    "row 2 (line 3): label 7 in column 'label' never occurs in the training data"),
+    "phantom.csv": (
+        b"text,label\nok,1\nfine,7\n",
+        "row 2 (line 3): label 7 in column 'label' never occurs in the training data",
+    ),
     "latin1.csv": (b"text,label\nok,1\ncaf\xe9 bad,0\n", "line 3, column 4: byte 0xe9 is not utf-8 text"),
     "image.csv": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1, column 1: byte 0x89 is not utf-8 text"),
     "broken.jsonl": (b'{"text": "a", "label": 1}\n{"text": "b" "label": 0}\n', "line 2, column 14: not valid JSON"),
-    "quote.csv": (b'text,label\nok,1\n"never closed,0\nmore,1\n',
-                  "line 3: a double quote opens a text that never closes"),
+    "quote.csv": (
+        b'text,label\nok,1\n"never closed,0\nmore,1\n',
+        "line 3: a double quote opens a text that never closes",
+    ),
     "duplicated.csv": (b"text,text\nok,1\n", "line 1: column 'text' appears twice in the header"),
     "unnamed.csv": (b"text,\nok,1\n", "line 1: column 2 of the header has no name"),
     "too_many.csv": (b"text,label\nok,1\nfine,0,extra\n", "line 3: 3 fields where the header has 2"),
     "too_few.csv": (b"text,label\nok,1\nshort\n", "row 2 (line 3): empty label in column 'label'"),
-    "mixed.csv": (b"text,label\nok,1\nfine,pos\n",
-                  "label 'pos' in column 'label' is a name, but the first label 1 is an id"),
-}  # fmt: skip
+    "mixed.csv": (
+        b"text,label\nok,1\nfine,pos\n",
+        "label 'pos' in column 'label' is a name, but the first label 1 is an id",
+    ),
+}
 
 
 @pytest.fixture
@@ -48,8 +54,9 @@ def test_a_bad_file_gets_one_line_naming_file_and_line(tmp_path, good, name):
 
 def test_a_latin1_file_reads_with_data_encoding(tmp_path, good):
     (tmp_path / "latin1.csv").write_bytes(b"text,label\nun caf\xe9 froid,1\nbon,0\n")
-    module = FilesDataModule(None, train=str(tmp_path / "latin1.csv"), val=str(good), test=str(good),
-                             encoding="latin-1")  # fmt: skip
+    module = FilesDataModule(
+        None, train=str(tmp_path / "latin1.csv"), val=str(good), test=str(good), encoding="latin-1"
+    )
     assert module.read_splits()["train"].texts == ["un café froid", "bon"]
 
 
@@ -66,11 +73,14 @@ def test_labels_the_training_data_never_saw_are_errors_in_every_split_and_form(t
         FilesDataModule(None, train=str(good), val=str(good), test=names).setup()
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("/no/such/folder", "encoder.name_or_path: folder '/no/such/folder' does not exist"),
-    ("{tmp}", "has no config.json: not a Hugging Face model folder"),
-    ("some-org/some-model", "'some-org/some-model' is a hub name that is not in the local Hugging Face cache"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("/no/such/folder", "encoder.name_or_path: folder '/no/such/folder' does not exist"),
+        ("{tmp}", "has no config.json: not a Hugging Face model folder"),
+        ("some-org/some-model", "'some-org/some-model' is a hub name that is not in the local Hugging Face cache"),
+    ],
+)
 def test_an_encoder_that_cannot_be_loaded_says_which_and_what_to_do(tmp_path, name, expected):
     name = name.format(tmp=tmp_path)  # an existing folder without a model
     for load in (from_pretrained, load_tokenizer):
@@ -103,8 +113,17 @@ def test_bad_inputs_end_with_status_2_one_line_each_and_nothing_trained(tmp_path
     env = clean_env(tmp_path, cache_dir)
     # one run: the message, exit status 2, the traceback only in train.log and results.json
     run = tmp_path / "run"
-    done = train_cli(["data=csv", f"data.train={good}", f"data.val={good}", f"data.test={tmp_path / 'phantom.csv'}",
-                      "logger=none", f"hydra.run.dir={run}"], env)  # fmt: skip
+    done = train_cli(
+        [
+            "data=csv",
+            f"data.train={good}",
+            f"data.val={good}",
+            f"data.test={tmp_path / 'phantom.csv'}",
+            "logger=none",
+            f"hydra.run.dir={run}",
+        ],
+        env,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert "phantom.csv: row 2 (line 3): label 7 in column 'label' never occurs" in done.stderr.splitlines()[-1]
     record = read_record(run)
@@ -113,8 +132,18 @@ def test_bad_inputs_end_with_status_2_one_line_each_and_nothing_trained(tmp_path
     # a sweep over every bad file: each job fails with its line, the summary lists them, exit status 2
     sweep = tmp_path / "sweep"
     names = sorted(n for n in BAD_FILES if n != "phantom.csv")
-    done = train_cli(["-m", "data=csv", f"data.train={','.join(str(tmp_path / n) for n in names)}", f"data.val={good}",
-                      f"data.test={good}", "logger=none", f"hydra.sweep.dir={sweep}"], env)  # fmt: skip
+    done = train_cli(
+        [
+            "-m",
+            "data=csv",
+            f"data.train={','.join(str(tmp_path / n) for n in names)}",
+            f"data.val={good}",
+            f"data.test={good}",
+            "logger=none",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert f"0 finished, {len(names)} failed" in done.stdout
     for i, name in enumerate(names):
@@ -126,8 +155,17 @@ def test_bad_inputs_end_with_status_2_one_line_each_and_nothing_trained(tmp_path
 @pytest.mark.slow
 def test_a_bad_setting_in_a_sweep_and_a_check_only_run(tmp_path, cache_dir, good):
     env = clean_env(tmp_path, cache_dir)
-    done = train_cli(["-m", "pooling=mha", "pooling.num_heads=3,4", "encoder.name_or_path=/no/such", "encoder=minilm",
-                      f"hydra.sweep.dir={tmp_path / 'sweep'}"], env)  # fmt: skip
+    done = train_cli(
+        [
+            "-m",
+            "pooling=mha",
+            "pooling.num_heads=3,4",
+            "encoder.name_or_path=/no/such",
+            "encoder=minilm",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        env,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr
     assert "encoder.name_or_path: folder '/no/such' does not exist" in done.stderr and "nothing was run" in done.stderr
     assert not (tmp_path / "sweep" / "0").exists()

@@ -52,7 +52,7 @@ TABLES = {
         "pooling",
         "--ref",
         "pooling=cls",
-    ],  # fmt: skip
+    ],
 }
 
 
@@ -73,10 +73,28 @@ def test_examples_only_intervals_are_the_ones_first_published(tmp_path, monkeypa
     """`--ci examples` gives the intervals of the first version of the study (quoted in its README)."""
     monkeypatch.chdir(ROOT)
     readme = (ROOT / FT / "README.md").read_text()
-    published = [line for line in readme.split("The first version of [table.md]")[1].splitlines()
-                 if line.startswith("| ") and "seeds" not in line][:5]  # fmt: skip
-    assert cli(["table", f"{FT}/runs", "--by", "pooling", "--ref", "pooling=cls", "--ci", "examples",
-                "--out", str(tmp_path)]) == 0  # fmt: skip
+    published = [
+        line
+        for line in readme.split("The first version of [table.md]")[1].splitlines()
+        if line.startswith("| ") and "seeds" not in line
+    ][:5]
+    assert (
+        cli(
+            [
+                "table",
+                f"{FT}/runs",
+                "--by",
+                "pooling",
+                "--ref",
+                "pooling=cls",
+                "--ci",
+                "examples",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     rows = [line.split(" | ") for line in (tmp_path / "table.md").read_text().splitlines()[2:7]]
     without_verdicts = [" | ".join(cells[:5] + cells[6:9]) + " |" for cells in rows]  # drop the verdict columns
     assert without_verdicts == [line.rstrip() for line in published] and len(published) == 5

@@ -83,8 +83,16 @@ def test_two_processes_building_one_entry_leave_one_whole_entry(tmp_path):
         "print(len(cache.open_entry(Path(sys.argv[1]), make, lambda f: (f / 'a.bin').read_bytes(), 'x')))\n"
     )
     entry = tmp_path / "entry"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(entry)], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT, env=clean_env(tmp_path, tmp_path / "c")) for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(entry)],
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            env=clean_env(tmp_path, tmp_path / "c"),
+        )
+        for _ in range(2)
+    ]
     assert [p.communicate(timeout=120)[0].strip() for p in procs] == ["100000", "100000"]
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "home") == ["entry"]
     assert cache.damage(entry) is None
@@ -188,8 +196,12 @@ def test_a_full_disk_stops_the_job_with_one_line_and_resume_continues_once_there
     assert done.returncode == 0, done.stderr[-3000:]
 
     run_dir, filler = small_disk / "run", small_disk / "filler"
-    fill = ["+callbacks.fill._target_=killer.FillDiskAtStep", "+callbacks.fill.step=7",
-            f"+callbacks.fill.path={filler}", f"+callbacks.fill.marker={tmp_path / 'filled'}"]  # fmt: skip
+    fill = [
+        "+callbacks.fill._target_=killer.FillDiskAtStep",
+        "+callbacks.fill.step=7",
+        f"+callbacks.fill.path={filler}",
+        f"+callbacks.fill.marker={tmp_path / 'filled'}",
+    ]
     done = train([*args, *fill, f"hydra.run.dir={run_dir}"], env)
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.startswith("poolbench:")]
@@ -222,8 +234,11 @@ def test_a_job_preempted_twice_ends_exactly_like_an_uninterrupted_one(tmp_path, 
     assert done.returncode == 0, done.stderr[-3000:]
     signals = []
     for name, step in (("first", 5), ("second", 8)):
-        signals += [f"+callbacks.{name}._target_=killer.SignalAtStep", f"+callbacks.{name}.step={step}",
-                    f"+callbacks.{name}.marker={tmp_path / name}"]  # fmt: skip
+        signals += [
+            f"+callbacks.{name}._target_=killer.SignalAtStep",
+            f"+callbacks.{name}.step={step}",
+            f"+callbacks.{name}.marker={tmp_path / name}",
+        ]
     sweep = tmp_path / "preempted"
     done = train([*args, *signals, f"hydra.sweep.dir={sweep}"], env)
     assert done.returncode == 0, done.stderr[-3000:]

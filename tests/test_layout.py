@@ -27,7 +27,7 @@ ALLOWED = {
         "poolbench.analysis",
         "poolbench.data",
         "poolbench.model",
-    },  # fmt: skip
+    },
 }
 # `poolbench explain` loads a trained model: the one place where analysis reads the model tier
 EXCEPTIONS = {("poolbench.analysis.explain", "poolbench.model.build")}

@@ -41,9 +41,15 @@ def batches(tokenizer, n: int = 4):
 
 def fit(model, loader, callbacks=(), steps: int = 3):
     trainer = pl.Trainer(
-        max_steps=steps, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=list(callbacks), limit_val_batches=0,
-    )  # fmt: skip
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=list(callbacks),
+        limit_val_batches=0,
+    )
     trainer.fit(model, train_dataloaders=loader)
     return trainer
 
@@ -144,12 +150,21 @@ def test_fused_and_plain_adamw_train_the_same_weights(precision):
     weights = {}
     for fused in (True, False):
         torch.manual_seed(0)
-        model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, warmup_ratio=0.0, lr=1e-3,
-                                  fused_optimizer=fused)  # fmt: skip
+        model = PoolingClassifier(
+            tiny_bert(), MeanPooling, num_labels=4, warmup_ratio=0.0, lr=1e-3, fused_optimizer=fused
+        )
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        trainer = pl.Trainer(max_steps=6, accelerator="cpu", precision=precision, gradient_clip_val=0.5,
-                             logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                             enable_model_summary=False, limit_val_batches=0)  # fmt: skip
+        trainer = pl.Trainer(
+            max_steps=6,
+            accelerator="cpu",
+            precision=precision,
+            gradient_clip_val=0.5,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+        )
         torch.manual_seed(1)
         trainer.fit(model, train_dataloaders=batches(tokenizer, n=2))
         assert trainer.optimizers[0].defaults["fused"] is (True if fused else None)

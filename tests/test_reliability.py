@@ -36,9 +36,15 @@ def bad_train(tmp_path) -> Path:
 @pytest.mark.parametrize("fail_fast", [False, True])
 def test_sweep_keeps_going_past_a_failed_job_and_exits_non_zero(tmp_path, csv_data, cache_dir, bad_train, fail_fast):
     sweep = tmp_path / "sweep"
-    args = ["-m", "data=csv", f"data.val={csv_data['val']}", f"data.test={csv_data['test']}",
-            f"data.train={bad_train},{csv_data['train']}", f"fail_fast={str(fail_fast).lower()}",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "data=csv",
+        f"data.val={csv_data['val']}",
+        f"data.test={csv_data['test']}",
+        f"data.train={bad_train},{csv_data['train']}",
+        f"fail_fast={str(fail_fast).lower()}",
+        f"hydra.sweep.dir={sweep}",
+    ]
     done = train_cli(args, clean_env(tmp_path, cache_dir, WANDB_MODE="offline"))
     assert done.returncode != 0
     assert (sweep / "0").is_dir(), done.stderr[-3000:]
@@ -64,9 +70,15 @@ def test_every_problem_of_a_sweep_in_one_message_before_anything_runs():
         with pytest.raises(ConfigError) as err:
             check_sweep(
                 "train",
-                ["pooling=cls,avg", "model.lr=-1", "data=csv", "data.train=/no/such.csv", "data.num_labels=1",
-                 "encoder=tiny_bert"],
-            )  # fmt: skip
+                [
+                    "pooling=cls,avg",
+                    "model.lr=-1",
+                    "data=csv",
+                    "data.train=/no/such.csv",
+                    "data.num_labels=1",
+                    "encoder=tiny_bert",
+                ],
+            )
     message = str(err.value)
     assert "2 job(s) of this sweep have invalid configs; nothing was run" in message
     assert "model.lr: must be a positive number, got -1" in message
@@ -133,8 +145,14 @@ def test_simultaneous_runs_get_their_own_folders_and_never_write_the_api_key(tmp
     key = "fakefakefake" + "0123456789abcdef0123456789"  # 40 characters, like a real W&B key
     env = clean_env(tmp_path, cache_dir, WANDB_API_KEY=key, WANDB_MODE="offline")
     # a config that pulls the key in (as a user's own config might) must not write it out either
-    cmd = [sys.executable, str(ROOT / "train.py"), "debug=smoke", *data_overrides(csv_data), "logger=wandb",
-           "+note=${oc.env:WANDB_API_KEY}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "debug=smoke",
+        *data_overrides(csv_data),
+        "logger=wandb",
+        "+note=${oc.env:WANDB_API_KEY}",
+    ]
     procs = [
         subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for _ in range(2)

@@ -19,8 +19,13 @@ def env(tmp_path, cache_dir) -> dict:
 
 def job(csv_data) -> list[str]:
     # 96 examples / batch 16 = 6 steps an epoch, 3 epochs; a resume point every 2 steps
-    return [*data_overrides(csv_data), "trainer.max_epochs=3", "pooling=attention", "seed=5",
-            "callbacks.last_checkpoint.every_n_train_steps=2"]  # fmt: skip
+    return [
+        *data_overrides(csv_data),
+        "trainer.max_epochs=3",
+        "pooling=attention",
+        "seed=5",
+        "callbacks.last_checkpoint.every_n_train_steps=2",
+    ]
 
 
 def outcome(folder: Path) -> tuple[dict, str]:
@@ -83,8 +88,15 @@ def test_resume_set_in_a_config_file_works_like_on_the_command_line(tmp_path, cs
     """`resume` is read from the composed config, not from the command line: a user's own config can set it."""
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "mine.yaml").write_text("defaults:\n  - train\n  - _self_\nresume: true\n")
-    args = [*job(csv_data), "trainer.max_epochs=1", "logger=none", "--config-dir", str(tmp_path / "conf"),
-            "--config-name", "mine"]  # fmt: skip
+    args = [
+        *job(csv_data),
+        "trainer.max_epochs=1",
+        "logger=none",
+        "--config-dir",
+        str(tmp_path / "conf"),
+        "--config-name",
+        "mine",
+    ]
     assert train(args, env, cwd=tmp_path).returncode == 0  # nothing to resume yet: a new folder
     first = sorted((tmp_path / "outputs").glob("*/*"))
     done = train(args, env, cwd=tmp_path)

@@ -26,8 +26,18 @@ CORES = len(os.sched_getaffinity(0))
 @pytest.mark.slow
 def test_a_joblib_sweep_runs_jobs_in_parallel_processes_without_oversubscribing(tmp_path, csv_data, cache_dir):
     sweep = tmp_path / "sweep"
-    done = train(["-m", "pooling=cls,mean", *data_overrides(csv_data), "trainer.max_epochs=1", "hydra/launcher=joblib",
-                  "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"], env_for(tmp_path, cache_dir))  # fmt: skip
+    done = train(
+        [
+            "-m",
+            "pooling=cls,mean",
+            *data_overrides(csv_data),
+            "trainer.max_epochs=1",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env_for(tmp_path, cache_dir),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = jobs(sweep)
     assert [r["status"] for r in records] == ["finished", "finished"]
@@ -39,8 +49,14 @@ def test_a_joblib_sweep_runs_jobs_in_parallel_processes_without_oversubscribing(
 @pytest.mark.slow
 def test_a_submitit_local_sweep_gives_each_job_its_record_and_wandb_run(tmp_path, csv_data, cache_dir):
     sweep = tmp_path / "sweep"
-    args = ["-m", "pooling=cls,mean", *data_overrides(csv_data), "trainer.max_epochs=1",
-            "hydra/launcher=local_processes", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "pooling=cls,mean",
+        *data_overrides(csv_data),
+        "trainer.max_epochs=1",
+        "hydra/launcher=local_processes",
+        f"hydra.sweep.dir={sweep}",
+    ]
     done = train(args, env_for(tmp_path, cache_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     records = jobs(sweep)
@@ -54,11 +70,19 @@ def test_a_submitit_local_sweep_gives_each_job_its_record_and_wandb_run(tmp_path
 def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(tmp_path, csv_data, cache_dir):
     """USR2 is what submitit (SLURM or local) sends on preemption or before the time limit."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "pooling=mean", *data_overrides(csv_data), "trainer.max_epochs=30", "hydra/launcher=local_processes",
-            "callbacks.last_checkpoint.every_n_train_steps=20", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "pooling=mean",
+        *data_overrides(csv_data),
+        "trainer.max_epochs=30",
+        "hydra/launcher=local_processes",
+        "callbacks.last_checkpoint.every_n_train_steps=20",
+        f"hydra.sweep.dir={sweep}",
+    ]
     cmd = [sys.executable, "train.py", "debug=smoke", *args[1:], "-m"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env_for(tmp_path, cache_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env_for(tmp_path, cache_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     ckpt = sweep / "0" / "checkpoints" / "last.ckpt"
     deadline = time.time() + 300
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
@@ -78,8 +102,17 @@ def test_a_preempted_submitit_job_is_requeued_and_resumes_from_its_checkpoint(tm
 def test_the_slurm_launcher_config_exposes_the_usual_settings(compose):
     launcher = compose(["hydra/launcher=slurm"]).hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
-    for key in ("partition", "timeout_min", "gpus_per_node", "nodes", "tasks_per_node", "array_parallelism",
-                "setup", "signal_delay_s", "max_num_timeout"):  # fmt: skip
+    for key in (
+        "partition",
+        "timeout_min",
+        "gpus_per_node",
+        "nodes",
+        "tasks_per_node",
+        "array_parallelism",
+        "setup",
+        "signal_delay_s",
+        "max_num_timeout",
+    ):
         assert key in launcher, key
     assert compose(["hydra/launcher=local_processes"]).hydra.launcher._target_.endswith("LocalLauncher")
 
@@ -109,9 +142,19 @@ def test_a_ddp_strategy_needs_poolbench_to_shard_the_data(compose):
 @pytest.mark.slow
 def test_ddp_on_cpu_with_two_processes_matches_a_single_process_evaluation(tmp_path, csv_data, cache_dir):
     run_dir = tmp_path / "run"
-    done = train([*data_overrides(csv_data), "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                  "trainer.precision=32-true", "trainer.max_epochs=2", "pooling=attention", f"hydra.run.dir={run_dir}"],
-                 env_for(tmp_path, cache_dir))  # fmt: skip
+    done = train(
+        [
+            *data_overrides(csv_data),
+            "trainer=ddp",
+            "trainer.devices=2",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+            "trainer.max_epochs=2",
+            "pooling=attention",
+            f"hydra.run.dir={run_dir}",
+        ],
+        env_for(tmp_path, cache_dir),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in run_dir.rglob("results.json") if "wandb" not in p.parts) == ["results.json"]
     results = read_record(run_dir)
@@ -132,13 +175,25 @@ def test_ddp_on_cpu_with_two_processes_matches_a_single_process_evaluation(tmp_p
 def test_a_sweep_of_ddp_jobs_runs_each_job_on_its_own_ranks(tmp_path, csv_data, cache_dir):
     """Lightning relaunches the other ranks from the command line: in a sweep, as that one job, in its folder."""
     sweep = tmp_path / "sweep"
-    done = train(["-m", "pooling=cls,mean", *data_overrides(csv_data), "trainer=ddp", "trainer.devices=2",
-                  "trainer.accelerator=cpu", "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"],
-                 env_for(tmp_path, cache_dir))  # fmt: skip
+    done = train(
+        [
+            "-m",
+            "pooling=cls,mean",
+            *data_overrides(csv_data),
+            "trainer=ddp",
+            "trainer.devices=2",
+            "trainer.accelerator=cpu",
+            "trainer.max_epochs=1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env_for(tmp_path, cache_dir),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = jobs(sweep)
     assert [(r["status"], r["world_size"], r["choices"]["pooling"]) for r in records] == [
-        ("finished", 2, "cls"), ("finished", 2, "mean")]  # fmt: skip
+        ("finished", 2, "cls"),
+        ("finished", 2, "mean"),
+    ]
     assert sorted(p.parent.name for p in sweep.rglob("results.json") if "wandb" not in p.parts) == ["0", "1"]
     assert len(one_wandb_run_each(sweep)) == 2
 
@@ -147,8 +202,17 @@ def test_a_sweep_of_ddp_jobs_runs_each_job_on_its_own_ranks(tmp_path, csv_data, 
 @pytest.mark.slow
 def test_an_optuna_search_writes_its_results_and_the_table_picks_the_best_trial(tmp_path, csv_data, cache_dir):
     sweep = tmp_path / "search"
-    done = train(["hparams_search=optuna", "hydra.sweeper.n_trials=3", *data_overrides(csv_data), "logger=none",
-                  "trainer.max_epochs=1", f"hydra.sweep.dir={sweep}"], env_for(tmp_path, cache_dir))  # fmt: skip
+    done = train(
+        [
+            "hparams_search=optuna",
+            "hydra.sweeper.n_trials=3",
+            *data_overrides(csv_data),
+            "logger=none",
+            "trainer.max_epochs=1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        env_for(tmp_path, cache_dir),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     found = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(found["best_params"]) == {"model.lr", "model.classifier_dropout", "model.warmup_ratio"}
@@ -194,15 +258,28 @@ def test_the_preemption_signal_saves_at_the_end_of_the_step_then_hands_over(tmp_
             if trainer.global_step == 4:
                 os.kill(os.getpid(), signal.SIGUSR2)
 
-    items = [{"input_ids": torch.randint(5, 500, (6,)), "attention_mask": torch.ones(6, dtype=torch.long),
-              "labels": torch.tensor(i % 2)} for i in range(64)]  # fmt: skip
+    items = [
+        {
+            "input_ids": torch.randint(5, 500, (6,)),
+            "attention_mask": torch.ones(6, dtype=torch.long),
+            "labels": torch.tensor(i % 2),
+        }
+        for i in range(64)
+    ]
     loader = torch.utils.data.DataLoader(items, batch_size=4)
     ckpt = tmp_path / "last.ckpt"
     previous = signal.signal(signal.SIGUSR2, submitit_handler)
     try:
-        trainer = pl.Trainer(max_steps=20, accelerator="cpu", logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                             callbacks=[SignalDuringStep(), Preemption(ckpt, armed=True)])  # fmt: skip
+        trainer = pl.Trainer(
+            max_steps=20,
+            accelerator="cpu",
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            limit_val_batches=0,
+            callbacks=[SignalDuringStep(), Preemption(ckpt, armed=True)],
+        )
         with pytest.raises(SystemExit):
             trainer.fit(PoolingClassifier(tiny_bert(), MeanPooling, num_labels=2), train_dataloaders=loader)
     finally:

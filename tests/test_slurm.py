@@ -30,8 +30,14 @@ from poolbench import cache
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
-         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"]  # fmt: skip
+SLURM = [
+    "hydra/launcher=slurm",
+    "hydra.launcher.partition=debug",
+    "hydra.launcher.gpus_per_node=0",
+    "hydra.launcher.cpus_per_task=1",
+    "hydra.launcher.mem_gb=1",
+    "hydra.launcher.timeout_min=20",
+]
 # longer than 70 s of training even on a fast machine (about 100 s in one thread here: 96 examples, batch 16, 6 steps
 # an epoch), so that the time-limit test's job must be signalled; a resume point every 40 steps
 LONG = ["pooling=attention", "seed=7", "trainer.max_epochs=1500", "callbacks.last_checkpoint.every_n_train_steps=40"]
@@ -93,8 +99,14 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None
 def uninterrupted(tmp_path_factory, slurm, csv_data_module, cache_dir) -> tuple:
     """The LONG job run through to the end without interruption, with the same one thread as a SLURM job."""
     tmp = tmp_path_factory.mktemp("uninterrupted")
-    args = ["-m", *data_overrides(csv_data_module), *LONG, "logger=none", "hydra/launcher=local_processes",
-            f"hydra.sweep.dir={tmp / 'sweep'}"]  # fmt: skip
+    args = [
+        "-m",
+        *data_overrides(csv_data_module),
+        *LONG,
+        "logger=none",
+        "hydra/launcher=local_processes",
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+    ]
     done = train(args, clean_env(tmp, cache_dir))
     assert done.returncode == 0, done.stderr[-3000:]
     assert read_record(tmp / "sweep" / "0")["host"]["torch_threads"] == 1
@@ -106,16 +118,27 @@ def csv_data_module(tmp_path_factory) -> dict[str, Path]:
     from conftest import synthetic_rows, write_csv
 
     folder = tmp_path_factory.mktemp("data")
-    return {s: write_csv(folder / f"{s}.csv", synthetic_rows(n, seed))
-            for s, n, seed in (("train", 96, 0), ("val", 32, 1), ("test", 32, 2))}  # fmt: skip
+    return {
+        s: write_csv(folder / f"{s}.csv", synthetic_rows(n, seed))
+        for s, n, seed in (("train", 96, 0), ("val", 32, 1), ("test", 32, 2))
+    }
 
 
 def test_a_sweep_runs_as_one_array_with_every_record_one_wandb_folder_and_the_summary(
     tmp_path, slurm, csv_data, cache_dir
 ):
     sweep = tmp_path / "sweep"
-    done = train(["-m", *data_overrides(csv_data), "pooling=cls,mean", "trainer.max_epochs=1", *SLURM,
-                  f"hydra.sweep.dir={sweep}"], clean_env(tmp_path, cache_dir, WANDB_MODE="offline"))  # fmt: skip
+    done = train(
+        [
+            "-m",
+            *data_overrides(csv_data),
+            "pooling=cls,mean",
+            "trainer.max_epochs=1",
+            *SLURM,
+            f"hydra.sweep.dir={sweep}",
+        ],
+        clean_env(tmp_path, cache_dir, WANDB_MODE="offline"),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     records = sweep_records(sweep)
     assert [(r["status"], r["choices"]["pooling"]) for r in records] == [("finished", "cls"), ("finished", "mean")]
@@ -151,9 +174,16 @@ def test_a_real_time_limit_signals_checkpoints_requeues_and_resumes_to_the_unint
     SLURM sends the signal up to 60 s earlier than asked, so here 10 to 70 s after the start (with a one-minute
     limit it could come before Python has started, and kill the job)."""
     sweep = tmp_path / "sweep"
-    args = [*data_overrides(csv_data_module), *LONG, *SLURM, "hydra.launcher.timeout_min=2",
-            "hydra.launcher.signal_delay_s=50", "hydra.launcher.max_num_timeout=20", "logger=none",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        *data_overrides(csv_data_module),
+        *LONG,
+        *SLURM,
+        "hydra.launcher.timeout_min=2",
+        "hydra.launcher.signal_delay_s=50",
+        "hydra.launcher.max_num_timeout=20",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    ]
     with releasing_requeued_jobs():
         proc = start(args, clean_env(tmp_path, cache_dir))
         out, _ = proc.communicate(timeout=1200)
@@ -187,9 +217,22 @@ def test_a_failing_job_is_reported_and_the_others_finish(tmp_path, slurm, csv_da
 
 def test_ddp_with_two_tasks_through_srun_matches_one_process(tmp_path, slurm, csv_data, cache_dir):
     run_dir = tmp_path / "sweep"
-    done = train(["-m", *data_overrides(csv_data), "trainer=ddp", "trainer.devices=2", "trainer.accelerator=cpu",
-                  "trainer.precision=32-true", "trainer.max_epochs=2", *SLURM, "hydra.launcher.tasks_per_node=2",
-                  "hydra.launcher.mem_gb=2", f"hydra.sweep.dir={run_dir}"], clean_env(tmp_path, cache_dir))  # fmt: skip
+    done = train(
+        [
+            "-m",
+            *data_overrides(csv_data),
+            "trainer=ddp",
+            "trainer.devices=2",
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+            "trainer.max_epochs=2",
+            *SLURM,
+            "hydra.launcher.tasks_per_node=2",
+            "hydra.launcher.mem_gb=2",
+            f"hydra.sweep.dir={run_dir}",
+        ],
+        clean_env(tmp_path, cache_dir),
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     job = run_dir / "0"
     record = read_record(job)
@@ -202,9 +245,19 @@ def test_the_adaptive_sweeper_runs_its_rounds_on_slurm_and_resumes_after_its_con
     tmp_path, slurm, csv_data, cache_dir
 ):
     sweep = tmp_path / "sweep"
-    args = [*data_overrides(csv_data), "trainer.max_epochs=1", "pooling=cls,mean", "hydra/sweeper=adaptive_seeds",
-            "hydra.sweeper.min_seeds=2", "hydra.sweeper.max_seeds=3", "hydra.sweeper.futility=0", *SLURM,
-            "hydra.launcher.array_parallelism=2", "logger=none", f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        *data_overrides(csv_data),
+        "trainer.max_epochs=1",
+        "pooling=cls,mean",
+        "hydra/sweeper=adaptive_seeds",
+        "hydra.sweeper.min_seeds=2",
+        "hydra.sweeper.max_seeds=3",
+        "hydra.sweeper.futility=0",
+        *SLURM,
+        "hydra.launcher.array_parallelism=2",
+        "logger=none",
+        f"hydra.sweep.dir={sweep}",
+    ]
     env = clean_env(tmp_path, cache_dir)
     proc = start(args, env)
     finished = lambda: sum(read_record(p.parent)["status"] == "finished" for p in sweep.glob("*/results.json"))  # noqa: E731
@@ -230,8 +283,15 @@ def test_four_jobs_starting_together_on_a_cold_cache_leave_one_entry_each_and_th
     states at once; then the same jobs one by one on the warm cache."""
     cache_dir = tmp_path / "cache"
     env = clean_env(tmp_path, cache_dir)
-    jobs = [*data_overrides(csv_data), "encoder.freeze=true", "pooling=mean", "seed=3", "trainer.max_epochs=2",
-            "model.lr=1e-3,2e-3,3e-3,4e-3", "logger=none"]  # fmt: skip
+    jobs = [
+        *data_overrides(csv_data),
+        "encoder.freeze=true",
+        "pooling=mean",
+        "seed=3",
+        "trainer.max_epochs=2",
+        "model.lr=1e-3,2e-3,3e-3,4e-3",
+        "logger=none",
+    ]
     cold = tmp_path / "cold"
     done = train(["-m", *jobs, *SLURM, "hydra.launcher.array_parallelism=4", f"hydra.sweep.dir={cold}"], env)
     assert done.returncode == 0, done.stdout[-3000:]

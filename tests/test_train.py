@@ -107,8 +107,14 @@ def test_tiny_roberta_job(run_job, csv_data):
 def test_a_sweep_over_every_pooler(tmp_path, csv_data, cache_dir):
     """`pooling=glob(*)` runs every pooler of conf/pooling/ end to end; self_attentive logs its penalty."""
     sweep = tmp_path / "sweep"
-    args = ["-m", "pooling=glob(*)", "logger=csv", *data_overrides(csv_data), "trainer.log_every_n_steps=1",
-            f"hydra.sweep.dir={sweep}"]  # fmt: skip
+    args = [
+        "-m",
+        "pooling=glob(*)",
+        "logger=csv",
+        *data_overrides(csv_data),
+        "trainer.log_every_n_steps=1",
+        f"hydra.sweep.dir={sweep}",
+    ]
     done = train_cli(args, clean_env(tmp_path, cache_dir), timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in sweep.glob("*/results.json")]

@@ -129,7 +129,7 @@ def open_entry(folder: Path, make: Callable[[Path], None], load: Callable[[Path]
             build(folder, make)
         try:
             loaded = load(folder)
-        except Exception as err:  # noqa: BLE001 - any failure to read it is damage
+        except Exception as err:  # any failure to read it is damage
             problem = f"it cannot be read: {type(err).__name__}: {str(err)[:200]}"
         else:
             if not (folder / MANIFEST).is_file():  # made before manifests: it reads, so seal it now

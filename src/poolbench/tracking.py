@@ -150,7 +150,7 @@ def finish(ok: bool, output_dir: Path) -> None:
             log.warning("could not attach the run's records to W&B: %s", err)
         try:
             wandb.finish(exit_code=0 if ok else 1)
-        except Exception as err:  # noqa: BLE001 - e.g. its service killed by a SLURM requeue: the record is written
+        except Exception as err:  # e.g. its service killed by a SLURM requeue: the record is written
             log.warning(
                 "could not close the W&B run (%s: %s); its files are in %s",
                 type(err).__name__,

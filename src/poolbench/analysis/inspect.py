@@ -205,7 +205,7 @@ def inspect_model(name_or_path: str) -> Report:
             from huggingface_hub import snapshot_download
 
             folder = Path(snapshot_download(name_or_path, local_files_only=True))
-        except Exception:  # noqa: BLE001 - weights are optional: the config alone answers the main question
+        except Exception:  # weights are optional: the config alone answers the main question
             folder = None
     weights = head_weights(folder) if folder else {}
     if folder is None or not (list(folder.glob("*.safetensors")) or list(folder.glob("pytorch_model*.bin"))):

@@ -46,8 +46,8 @@ def _one_seed(row, metric: str) -> bool:
     return verdict is not None and verdict.kind is Kind.ONE_SEED
 
 
-def _cells(table: Table, pct: bool = True) -> tuple[list[str], list[list[str]], list[list[bool]]]:
-    scale = 100 if pct else 1
+def _cells(table: Table) -> tuple[list[str], list[list[str]], list[list[bool]]]:
+    scale = 100  # points
     header = [*table.by, "seeds"]
     for m in table.metrics:
         header += [m, f"Δ {m} [95% CI]", "p", "verdict"]

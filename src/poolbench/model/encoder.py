@@ -77,7 +77,7 @@ def _cached(repo_id: str) -> bool:
 
     try:
         return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # noqa: BLE001 - not a valid repo id: not cached
+    except Exception:  # not a valid repo id: not cached
         return False
 
 

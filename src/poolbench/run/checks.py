@@ -30,7 +30,7 @@ def problems(cfg: DictConfig) -> list[str]:
             continue
         try:
             component = get_class(node._target_)
-        except Exception as err:  # noqa: BLE001 - a target that cannot be imported is the user's to fix
+        except Exception as err:  # a target that cannot be imported is the user's to fix
             found.append(f"{group}._target_: cannot import {node._target_!r} ({type(err).__name__})")
             continue
         check = getattr(component, "check", None)  # a user's own component may have none
@@ -93,7 +93,7 @@ def encoder_facts(cfg: DictConfig) -> dict:
     if not sizes:
         try:
             path = OmegaConf.select(cfg, "encoder.name_or_path", default=None, throw_on_missing=False)
-        except Exception:  # noqa: BLE001 - an unresolvable path is reported elsewhere; nothing is known
+        except Exception:  # an unresolvable path is reported elsewhere; nothing is known
             return {}
         config = Path(str(path)).expanduser() / "config.json" if path else None
         if config is None or not config.is_file():
@@ -113,7 +113,7 @@ def _builds_roberta(target: str) -> bool:
 
     try:
         return get_method(target) is random_roberta
-    except Exception:  # noqa: BLE001 - an unknown target: nothing is known of it
+    except Exception:  # an unknown target: nothing is known of it
         return False
 
 
@@ -131,7 +131,7 @@ def _tokenizer_size(node: str) -> int | str:
 
     try:
         return len(instantiate(json.loads(node)))
-    except Exception as err:  # noqa: BLE001 - reported as the problem it is
+    except Exception as err:  # reported as the problem it is
         return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
 
 

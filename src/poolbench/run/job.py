@@ -134,7 +134,7 @@ def track_outputs(loggers: list, rows: list[dict], model, datamodule, output_dir
         found = record_examples(model, datamodule.tokenizer, list(texts[:4]), datamodule.max_length, output_dir)
         if found:
             tracking.log_explanations(loggers, *found)
-    except Exception as err:  # noqa: BLE001 - the run's results are computed: never lose them over a plot
+    except Exception as err:  # the run's results are computed: never lose them over a plot
         log.warning("could not record the pooler's token/layer weights: %s: %s", type(err).__name__, err)
 
 
