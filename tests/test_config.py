@@ -134,6 +134,19 @@ def test_the_shared_data_keys_have_one_home_and_the_python_defaults_agree_with_i
     assert python == {k: v for k, v in shared.items() if k != "cache_dir"}
 
 
+def test_the_training_recipe_has_one_home_and_the_python_defaults_agree_with_it():
+    """conf/model/classifier.yaml is the recipe (lr, head_lr, warm-up, ...); PoolingClassifier built in Python without
+    Hydra gets the same values, and every constructor setting is in the YAML."""
+    from poolbench.model.classifier import PoolingClassifier
+
+    recipe = OmegaConf.to_container(OmegaConf.load(CONF / "model" / "classifier.yaml"))  # reads 5e-5 as Hydra does
+    recipe = {k: v for k, v in recipe.items() if not k.startswith("_") and k != "freeze"}  # freeze: ${encoder.freeze}
+    signature = inspect.signature(PoolingClassifier).parameters
+    runtime = {"encoder", "pooling", "num_labels", "layers", "label_names", "freeze", "encoder_name"}  # from the job
+    assert set(recipe) == set(signature) - runtime
+    assert recipe == {k: signature[k].default for k in recipe}
+
+
 @pytest.mark.parametrize(
     ("overrides", "build", "message"),
     [
