@@ -117,6 +117,19 @@ def test_head_lr_applies_to_layer_mix_pooler_and_classifier_only():
     assert lr_of[id(model.layers.scores)] == 1e-3 and lr_of[id(model.pooling.query)] == 1e-3
 
 
+def test_a_linear_probe_trains_at_head_lr_and_says_that_model_lr_is_unused(caplog):
+    """Frozen, only the parts outside the encoder train: at model.head_lr; a model.lr that differs is named unused."""
+    with caplog.at_level("WARNING"):
+        model = PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, freeze=True, lr=1e-2, head_lr=1e-3)
+    assert "model.lr (0.01) is unused" in caplog.text and "model.head_lr (0.001)" in caplog.text
+    model.trainer = pl.Trainer(max_steps=10, logger=False, accelerator="cpu")
+    opt = model.configure_optimizers()["optimizer"]
+    assert {g["initial_lr"] for g in opt.param_groups for p in g["params"] if p.requires_grad} == {1e-3}
+    caplog.clear()
+    PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, freeze=True, lr=1e-3, head_lr=1e-3)
+    assert "unused" not in caplog.text
+
+
 def test_checkpoint_pooler_is_detached_unless_pooling_pooler_uses_it():
     from poolbench.model.poolers import DenseTanhPooling
 

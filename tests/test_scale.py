@@ -232,10 +232,11 @@ def test_an_optuna_search_writes_its_results_and_the_table_picks_the_best_trial(
     assert "best of 3 settings by val/f1_macro" in table.notes[0]
 
 
-def test_the_optuna_config_searches_lr_dropout_and_warmup_on_val_f1(compose):
+def test_the_optuna_config_searches_both_rates_dropout_and_warmup_on_val_f1(compose):
     cfg = compose(["hparams_search=optuna"])
     assert cfg.optimized_metric == "val/f1_macro" and cfg.hydra.sweeper.direction == "maximize"
-    assert set(cfg.hydra.sweeper.params) == {"model.lr", "model.classifier_dropout", "model.warmup_ratio"}
+    searched = {"model.lr", "model.head_lr", "model.classifier_dropout", "model.warmup_ratio"}
+    assert set(cfg.hydra.sweeper.params) == searched
     assert OmegaConf.select(cfg, "hydra.sweeper._target_").endswith("OptunaSweeper")
 
 

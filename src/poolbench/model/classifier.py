@@ -123,6 +123,13 @@ class PoolingClassifier(pl.LightningModule):
             # a frozen encoder is the pretrained one: checkpoints keep the trained head only (90 MB less a job
             # for MiniLM) and loading them leaves the encoder as it is
             self.strict_loading = False
+            if head_lr is not None and head_lr != lr:
+                log.warning(
+                    "encoder.freeze=true: the encoder does not train, so model.lr (%g) is unused; the layer mix, "
+                    "pooler and classifier train at model.head_lr (%g)",
+                    lr,
+                    head_lr,
+                )
         # from_pretrained returns the encoder in eval mode and Lightning keeps submodules' modes as they
         # are: without this, dropout would stay off during fine-tuning
         self.train()
