@@ -374,7 +374,7 @@ def bench_frozen(args) -> None:
             "logger=none",
             f"trainer.max_epochs={args.epochs}",
             "trainer.enable_progress_bar=false",
-            "model.lr=1e-3",
+            "model.head_lr=1e-3",
             f"hydra.sweep.dir={tmp}/sweep",
         ]
         t0 = time.perf_counter()

@@ -26,6 +26,7 @@ def test_seeds_go_only_to_open_rows_and_a_resumed_search_reruns_nothing(tmp_path
         *(f"data.{s}={p}" for s, p in data.items()),
         "trainer.max_epochs=3",
         "model.lr=1e-3,1.1e-3,1e-9",
+        "model.head_lr=null",  # one rate for everything: lr=1e-9 learns nothing
         "hydra/sweeper=adaptive_seeds",
         "hydra.sweeper.min_seeds=2",
         "hydra.sweeper.max_seeds=4",

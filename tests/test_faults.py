@@ -160,7 +160,7 @@ def test_two_joblib_jobs_on_a_cold_cache_leave_one_entry_each_and_the_same_metri
     cache_dir = tmp_path / "cache"
     env = clean_env(tmp_path, cache_dir, WANDB_MODE="disabled")
     # one encoder (seed 3) for both jobs, so that they need the same entries; only the head's learning rate differs
-    args = ["-m", *data_overrides(csv_data), *FROZEN, "logger=none", "seed=3", "model.lr=1e-3,3e-3"]
+    args = ["-m", *data_overrides(csv_data), *FROZEN, "logger=none", "seed=3", "model.head_lr=1e-3,3e-3"]
     cold = tmp_path / "cold"
     done = train([*args, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={cold}"], env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import data_overrides, tiny_bert
+from conftest import data_overrides, synthetic_rows, tiny_bert, write_csv
 
 from poolbench.model import learned
 from poolbench.model.attention import AttentionPooling
@@ -103,3 +103,32 @@ def test_every_job_records_its_learned_parts(run_job, csv_data):
     assert pooling["moved"] > 0 and pooling["token_weights"]["examples"] == 32
     assert pooling["token_weights"]["top_x_tokens"] >= 1.0 and layers["layer_weights"]["layers"] == 3
     assert isinstance(pooling["stayed"], bool) and (pooling["note"] is None) == (not pooling["stayed"])
+
+
+@pytest.mark.slow
+def test_fine_tuned_at_the_default_recipe_attention_leaves_mean_pooling(run_job, tmp_path):
+    """The real encoder (all-MiniLM-L6-v2, packaged) fine-tuned at the default recipe (conf/model/classifier.yaml) for
+    60 steps on texts whose class is one word among fillers: the attention query moves far enough that its token
+    weights on the test set are not uniform (top weight x tokens above 1.05, the flag's threshold being 1.02; 1.10
+    measured); at the old recipe, one rate for everything (model.head_lr=null), the same run stays at mean pooling."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    data = [
+        f"data.{s}={write_csv(folder / f'{s}.csv', synthetic_rows(n, i))}"
+        for i, (s, n) in enumerate((("train", 320), ("val", 64), ("test", 64)))
+    ]
+    common = [
+        "encoder=minilm",
+        "data=csv",
+        *data,
+        "trainer.max_epochs=3",
+        "trainer.precision=32-true",
+        "pooling=attention",
+        "seed=1",
+    ]
+    default, _ = run_job(common)
+    found = default["learned"]["pooling"]
+    assert default["global_step"] == 60 and found["lr"] == 3e-3
+    assert found["token_weights"]["top_x_tokens"] > 1.05 and found["stayed"] is False
+    old, _ = run_job([*common, "model.head_lr=null"])
+    assert old["learned"]["pooling"]["stayed"] is True and "computed mean pooling" in old["learned"]["pooling"]["note"]

@@ -127,6 +127,7 @@ def test_a_linear_probe_trains_at_head_lr_and_says_that_model_lr_is_unused(caplo
     assert {g["initial_lr"] for g in opt.param_groups for p in g["params"] if p.requires_grad} == {1e-3}
     caplog.clear()
     PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, freeze=True, lr=1e-3, head_lr=1e-3)
+    PoolingClassifier(tiny_bert(), MeanPooling, num_labels=4, freeze=True, head_lr=1e-3)  # model.lr left alone
     assert "unused" not in caplog.text
 
 

@@ -289,7 +289,7 @@ def test_four_jobs_starting_together_on_a_cold_cache_leave_one_entry_each_and_th
         "pooling=mean",
         "seed=3",
         "trainer.max_epochs=2",
-        "model.lr=1e-3,2e-3,3e-3,4e-3",
+        "model.head_lr=1e-3,2e-3,3e-3,4e-3",
         "logger=none",
     ]
     cold = tmp_path / "cold"
