@@ -23,6 +23,7 @@ from conftest import ROOT
 from poolbench.cli import main as cli
 
 FT, FZ = "experiments/pooling_ablation", "experiments/frozen_vs_finetuned"
+PILOT = "experiments/head_lr_pilot"
 PROBES = [f"{FZ}/frozen_probe/runs", f"{FZ}/frozen_probe_new/runs"]
 FINE_TUNED = [f"{FT}/runs", f"{FT}/runs_scalar_mix", f"{FT}/runs_new"]
 SIDE_BY_SIDE = ["--by", "encoder.freeze,pooling", "--ref", "encoder.freeze=False,pooling=cls"]
@@ -44,6 +45,11 @@ TABLES = {
         "layers,model.head_lr,pooling",
         "--ref",
         "layers=last,model.head_lr=None,pooling=cls",
+    ],
+    f"{PILOT}/table.md": [
+        *(f"{PILOT}/{runs}" for runs in ("runs", "runs_scalar_mix", "runs_scale")),
+        *("--by", "pooling,layers,pooling.scale,model.head_lr"),
+        *("--metric", "val/f1_macro", "--metric", "test/f1_macro"),
     ],
     "experiments/domain_probes/table.md": ["experiments/domain_probes/runs", "--by", "pooling", "--ref", "pooling=cls"],
     "experiments/domain_finetuned/table.md": [
@@ -98,6 +104,23 @@ def test_examples_only_intervals_are_the_ones_first_published(tmp_path, monkeypa
     rows = [line.split(" | ") for line in (tmp_path / "table.md").read_text().splitlines()[2:7]]
     without_verdicts = [" | ".join(cells[:5] + cells[6:9]) + " |" for cells in rows]  # drop the verdict columns
     assert without_verdicts == [line.rstrip() for line in published] and len(published) == 5
+
+
+def test_the_pilot_choice_rebuilds_from_its_records(monkeypatch, capsys):
+    """experiments/head_lr_pilot/choice.md (the grid and the rate its rule chose, which became the default recipe)
+    is what choose.py prints from the committed records, and the rate it chose is the default model.head_lr."""
+    import runpy
+
+    from omegaconf import OmegaConf
+
+    monkeypatch.chdir(ROOT)
+    paths = [f"{PILOT}/{runs}" for runs in ("runs", "runs_scalar_mix", "runs_scale")]
+    monkeypatch.setattr(sys, "argv", ["choose.py", *paths])
+    runpy.run_path(f"{PILOT}/choose.py", run_name="__main__")
+    printed = capsys.readouterr().out
+    assert printed == (ROOT / PILOT / "choice.md").read_text()
+    recipe = OmegaConf.load(ROOT / "conf" / "model" / "classifier.yaml")
+    assert printed.splitlines()[-1].startswith(f"chosen: head_lr {recipe.head_lr:g} ")
 
 
 # OpenBLAS core types to force, and the CPU flags (/proc/cpuinfo) each needs; Prescott reports itself as "Katmai"
