@@ -46,6 +46,23 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def one_epoch_trainer(batches: int, precision: str):
+    """A bare Trainer for timing: one epoch of ``batches`` training batches, no validation, logging or checkpoints."""
+    import lightning.pytorch as pl
+
+    return pl.Trainer(
+        max_epochs=1,
+        limit_train_batches=batches,
+        limit_val_batches=0,
+        accelerator=device(),
+        logger=False,
+        precision=precision,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+
+
 def device_name() -> str:
     """What the figures were measured on: the GPU's name, or "cpu" and the CPU's."""
     import torch
@@ -253,7 +270,6 @@ def ablation_hours(seconds: float, n: int, dm, jobs: int | None = None, epochs: 
 
 def poolbench_epoch(dm, path, n, args):
     """poolbench's own training loop: Lightning, length-grouped batches, dynamic padding."""
-    import lightning.pytorch as pl
 
     from poolbench.model.classifier import PoolingClassifier
     from poolbench.model.encoder import from_pretrained
@@ -261,17 +277,7 @@ def poolbench_epoch(dm, path, n, args):
 
     model = PoolingClassifier(from_pretrained(path), MeanPooling, num_labels=4, fused_optimizer=args.fused)
     batches = -(-n // dm.batch_size)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=batches,
-        limit_val_batches=0,
-        accelerator=device(),
-        logger=False,
-        precision=args.precision,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = one_epoch_trainer(batches, args.precision)
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - t0
@@ -410,7 +416,6 @@ CATEGORIES = [  # (name, substrings of the profiler's op names), first match win
 
 def bench_profile(args) -> None:
     """One default epoch's steps under torch.profiler: self time per kind of work."""
-    import lightning.pytorch as pl
     import torch
     from torch.profiler import ProfilerActivity, profile
 
@@ -421,17 +426,7 @@ def bench_profile(args) -> None:
     torch.manual_seed(0)
     _, dm = load_default_data()
     model = PoolingClassifier(from_pretrained(packaged_minilm_path()), MeanPooling, num_labels=4)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=args.steps + 5,
-        limit_val_batches=0,
-        accelerator=device(),
-        logger=False,
-        precision=args.precision,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = one_epoch_trainer(args.steps + 5, args.precision)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device() == "cuda" else [])
     t0 = time.perf_counter()
     with profile(activities=activities) as prof:
