@@ -84,23 +84,8 @@ def test_examples_only_intervals_are_the_ones_first_published(tmp_path, monkeypa
         for line in readme.split("The first version of [table.md]")[1].splitlines()
         if line.startswith("| ") and "seeds" not in line
     ][:5]
-    assert (
-        cli(
-            [
-                "table",
-                f"{FT}/runs",
-                "--by",
-                "pooling",
-                "--ref",
-                "pooling=cls",
-                "--ci",
-                "examples",
-                "--out",
-                str(tmp_path),
-            ]
-        )
-        == 0
-    )
+    examples_only = ["--ci", "examples", "--out", str(tmp_path)]
+    assert cli(["table", *TABLES[f"{FT}/table.md"], *examples_only]) == 0
     rows = [line.split(" | ") for line in (tmp_path / "table.md").read_text().splitlines()[2:7]]
     without_verdicts = [" | ".join(cells[:5] + cells[6:9]) + " |" for cells in rows]  # drop the verdict columns
     assert without_verdicts == [line.rstrip() for line in published] and len(published) == 5

@@ -130,5 +130,5 @@ def test_fine_tuned_at_the_default_recipe_attention_leaves_mean_pooling(run_job,
     found = default["learned"]["pooling"]
     assert default["global_step"] == 60 and found["lr"] == 3e-3
     assert found["token_weights"]["top_x_tokens"] > 1.05 and found["stayed"] is False
-    old, _ = run_job([*common, "model.head_lr=null"])
+    old, _ = run_job([*common, "model.head_lr=null", f"paths.output_dir={tmp_path / 'old'}"])
     assert old["learned"]["pooling"]["stayed"] is True and "computed mean pooling" in old["learned"]["pooling"]["note"]

@@ -215,7 +215,7 @@ def test_an_optuna_search_writes_its_results_and_the_table_picks_the_best_trial(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     found = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert set(found["best_params"]) == {"model.lr", "model.classifier_dropout", "model.warmup_ratio"}
+    assert set(found["best_params"]) == {"model.lr", "model.head_lr", "model.classifier_dropout", "model.warmup_ratio"}
     records = jobs(sweep)
     assert len(records) == 3 and all(r["status"] == "finished" for r in records)
     assert len({r["config"]["model"]["lr"] for r in records}) == 3  # three different trials
