@@ -33,7 +33,8 @@ def measure(learned: dict) -> tuple[float | None, bool]:
     """The learned part's top weight x count (token weights, else layer weights) and whether any part stayed."""
     stayed = any(part.get("stayed") for part in learned.values())
     for part in ("pooling", "layers"):
-        weights = (learned.get(part) or {}).get("token_weights") or (learned.get(part) or {}).get("layer_weights")
+        found = learned.get(part) or {}
+        weights = found.get("token_weights") or found.get("layer_weights")
         if weights:
             return weights["top_x_tokens" if "top_x_tokens" in weights else "top_x_layers"], stayed
     return None, stayed

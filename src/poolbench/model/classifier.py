@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable
 
@@ -19,6 +18,7 @@ from poolbench.settings import Settings, raise_problems
 
 log = logging.getLogger(__name__)
 
+ENCODER_LR = 5e-5  # the default peak rate of the encoder (conf/model/classifier.yaml agrees: tested)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "hidden_states")
 
 
@@ -32,10 +32,6 @@ def gather_rows(rows: list[dict]) -> list[dict]:
     dist.all_gather_object(shares, rows)
     unique = {row["idx"]: row for share in shares for row in share}
     return [unique[i] for i in sorted(unique)]
-
-
-def _default_lr() -> float:
-    return inspect.signature(PoolingClassifier).parameters["lr"].default
 
 
 class PoolingClassifier(pl.LightningModule):
@@ -88,7 +84,7 @@ class PoolingClassifier(pl.LightningModule):
         label_names: list[str] | None = None,
         classifier_dropout: float | None = None,
         freeze: bool = False,
-        lr: float = 5e-5,
+        lr: float = ENCODER_LR,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
         head_lr: float | None = 3e-3,
@@ -130,7 +126,7 @@ class PoolingClassifier(pl.LightningModule):
             # a frozen encoder is the pretrained one: checkpoints keep the trained head only (90 MB less a job
             # for MiniLM) and loading them leaves the encoder as it is
             self.strict_loading = False
-            if head_lr is not None and lr not in (head_lr, _default_lr()):  # the user set model.lr for a probe
+            if head_lr is not None and lr not in (head_lr, ENCODER_LR):  # the user set model.lr for a probe
                 log.warning(
                     "encoder.freeze=true: the encoder does not train, so model.lr (%g) is unused; the layer mix, "
                     "pooler and classifier train at model.head_lr (%g)",
